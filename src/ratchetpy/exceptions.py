@@ -2,12 +2,12 @@
 
 .. code-block:: text
 
-    RatchetError                     base of everything below
-    ├── ProtocolError                someone broke HTTP or WebSocket rules
-    │   ├── RemoteProtocolError      the peer did: carries the HTTP status or close code to answer with
-    │   └── LocalProtocolError       this side did (a bad close code, sending after close, ...)
-    ├── ConnectionClosed             the connection is gone; raised by awaiting calls such as drain()
-    └── ServerError                  the server could not do what it was asked (bind, start twice, ...)
+    RatchetError               base of everything below
+    ├── ProtocolError          someone broke HTTP or WebSocket rules
+    │   ├── RemoteProtocolError    the peer did: carries the HTTP status or close code to answer
+    │   └── LocalProtocolError     this side did (a bad close code, sending after close, ...)
+    ├── ConnectionClosed       the connection is gone; raised by awaiting calls such as drain()
+    └── ServerError            the server could not do what it was asked (bind, start twice)
 
 Exceptions raised by user handlers are not wrapped: they reach ``on_error`` as they were raised.
 """
@@ -52,7 +52,9 @@ class LocalProtocolError(ProtocolError):
 class ConnectionClosed(RatchetError):
     """The connection is closed; ``code`` and ``reason`` say how, when known."""
 
-    def __init__(self, message: str = "connection closed", *, code: int = 1006, reason: str = "") -> None:
+    def __init__(
+        self, message: str = "connection closed", *, code: int = 1006, reason: str = ""
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Run every check ratchetpy has, from a fresh clone: sets up .venv, then ruff, mypy --strict,
+# the Autobahn TestSuite subset against examples/echo.py, and pytest.
+#
+#   bash scripts/test.sh            everything
+#   AUTOBAHN=0 bash scripts/test.sh skip the Autobahn run (it needs ../shared/autobahn and Python 2.7)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip
+.venv/bin/pip install -q -e ".[test]"
+
+echo "== ruff"
+.venv/bin/ruff check src tests examples bench
+echo "== mypy --strict"
+.venv/bin/mypy --strict src examples
+
+AUTOBAHN_SCRIPT="../shared/autobahn/run_autobahn.sh"
+if [ "${AUTOBAHN:-1}" != "0" ] && [ -f "$AUTOBAHN_SCRIPT" ]; then
+  echo "== Autobahn TestSuite (subset) against examples/echo.py"
+  port=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  .venv/bin/python examples/echo.py --port "$port" > /tmp/ratchetpy-echo-$port.log 2>&1 &
+  server=$!
+  trap 'kill $server 2>/dev/null || true' EXIT
+  .venv/bin/python - "$port" <<'PY'
+import socket, sys, time
+deadline = time.monotonic() + 30
+while True:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=1).close()
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            sys.exit("echo server did not start")
+        time.sleep(0.1)
+PY
+  # Groups 1-10 in full, plus a slice of the compression groups 12 and 13 (the full run of
+  # those takes many minutes; its result is recorded in docs/conformance.md).
+  AUTOBAHN_STRICT=1 AUTOBAHN_AGENT=ratchetpy-ci AUTOBAHN_GROUP_TIMEOUT=600 \
+    bash "$AUTOBAHN_SCRIPT" "$port" '1.*' '2.*' '3.*' '4.*' '5.*' '6.*' '7.*' '9.*' '10.*' \
+      '12.1.1' '12.1.2' '12.1.3' '12.2.4' '12.4.1' '13.1.1' '13.2.2' '13.3.3' '13.5.1' '13.7.1' \
+    | sed 's/^\([0-9]* passed, [0-9]* failed\)$/autobahn: \1/'
+  # A graceful stop on SIGTERM must end the server promptly and cleanly.
+  kill -TERM "$server"
+  wait "$server"
+  trap - EXIT
+else
+  echo "== Autobahn TestSuite skipped (AUTOBAHN=0 or $AUTOBAHN_SCRIPT missing)"
+fi
+
+echo "== pytest"
+.venv/bin/pytest -q

@@ -1,0 +1,354 @@
+"""The trio side of a connection: outbound queue, merged writes, timers.
+
+Only this module and :mod:`ratchetpy.io_server` touch sockets or trio.
+
+Writes never block the sender. ``write()`` appends to the connection's queue; the queue is
+flushed with one non-blocking ``send()`` per connection:
+
+* by the connection's own reader task right after it handled a chunk of input, for everything
+  written during that (synchronous) handling: replies go out with no task switch, and a
+  broadcast triggered by one chunk costs one write per receiving connection, however many
+  messages the chunk held;
+* by the hub's flusher task for writes made anywhere else (timers, other tasks, async handlers
+  after they awaited something), once per scheduler batch.
+
+A write the kernel does not take whole hands the connection to a drain task that waits for the
+socket to become writable; until it is done nobody else writes to that socket, so frames are
+never interleaved.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import trio
+
+from .connection import Connection
+from .exceptions import ConnectionClosed
+
+logger = logging.getLogger("ratchetpy.io")
+
+_OPEN, _CLOSING, _CLOSED = 0, 1, 2
+
+
+class TimerHandle:
+    """A scheduled callback; ``cancel()`` stops it."""
+
+    __slots__ = ("callback", "cancelled", "when")
+
+    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
+        self.when = when
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+
+class Hub:
+    """State one server shares between its connections: pending flushes and timers.
+
+    Owned by :class:`~ratchetpy.IoServer`, which runs :meth:`run_flusher` and :meth:`run_timers`
+    in its nursery and sets :attr:`nursery` for drain tasks.
+    """
+
+    def __init__(self, *, write_limit: int, close_timeout: float) -> None:
+        self.write_limit = write_limit
+        self.close_timeout = close_timeout
+        self.nursery: trio.Nursery | None = None
+        #: The connection whose reader is handling input right now (synchronously), if any.
+        #: Writes made meanwhile are flushed by that reader when it is done, not by the flusher.
+        self.current: TcpConnection | None = None
+        self.dirty: list[TcpConnection] = []
+        self._flush_lot = trio.lowlevel.ParkingLot()
+        self._flush_requested = False
+        self._timers: list[tuple[float, int, TimerHandle]] = []
+        self._timer_seq = itertools.count()
+        self._timer_scope: trio.CancelScope | None = None
+
+    # -- writes --------------------------------------------------------------------------
+
+    def mark_dirty(self, conn: TcpConnection) -> None:
+        conn._dirty = True
+        self.dirty.append(conn)
+        if self.current is None and not self._flush_requested:
+            self._flush_requested = True
+            self._flush_lot.unpark_all()
+
+    def flush_all(self) -> None:
+        """Try one non-blocking write on every connection with queued data. Not a checkpoint."""
+        dirty = self.dirty
+        self.dirty = []
+        for conn in dirty:
+            conn._dirty = False
+            conn._flush()
+
+    async def run_flusher(self) -> None:
+        while True:
+            await self._flush_lot.park()
+            self._flush_requested = False
+            self.flush_all()
+
+    # -- timers --------------------------------------------------------------------------
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+        handle = TimerHandle(trio.current_time() + delay, callback)
+        heapq.heappush(self._timers, (handle.when, next(self._timer_seq), handle))
+        scope = self._timer_scope
+        if scope is not None and handle.when < scope.deadline:
+            scope.deadline = handle.when
+        return handle
+
+    async def run_timers(self) -> None:
+        timers = self._timers
+        while True:
+            deadline = timers[0][0] if timers else float("inf")
+            with trio.CancelScope(deadline=deadline) as scope:
+                self._timer_scope = scope
+                await trio.sleep_forever()
+            self._timer_scope = None
+            now = trio.current_time()
+            while timers and timers[0][0] <= now:
+                handle = heapq.heappop(timers)[2]
+                if handle.cancelled:
+                    continue
+                try:
+                    handle.callback()
+                except Exception:
+                    logger.exception("timer callback %r raised", handle.callback)
+            if self.dirty:
+                self.flush_all()
+
+
+class TcpConnection(Connection):
+    """A connection at the bottom of the stack; ``send`` writes raw bytes (``str`` as UTF-8)."""
+
+    def __init__(
+        self, hub: Hub, sock: socket.socket, resource_id: int, remote_address: str
+    ) -> None:
+        self.resource_id = resource_id
+        self.remote_address = remote_address
+        self._hub = hub
+        self._sock: socket.socket | None = sock
+        self._state = _OPEN
+        self._out: list[bytes] = []
+        self._out_offset = 0  # bytes of _out[0] already written
+        self._out_size = 0  # bytes queued and not yet written
+        self._urgent_end = 0  # _out[:_urgent_end] goes before any new urgent frame
+        self._dirty = False
+        self._draining = False  # a drain task owns writes to the socket
+        self._drained: trio.Event | None = None
+        self._close_timer: TimerHandle | None = None
+        #: Set once the connection is finished; readers stop, timers are ignored.
+        self._finished = False
+        self._lost_queued_data = False
+
+    # -- the Connection interface ----------------------------------------------------------
+
+    def send(self, data: str | bytes) -> None:
+        if self._state != _OPEN:
+            return
+        if isinstance(data, str):
+            data = data.encode()
+        if self._out_size > self._hub.write_limit:
+            logger.warning(
+                "connection #%s from %s: %d bytes queued and not read, over the write limit; "
+                "dropping the slow consumer",
+                self.resource_id,
+                self.remote_address,
+                self._out_size,
+            )
+            self.abort()
+            return
+        self.write(bytes(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Flush what is queued, then half-close and wait (bounded) for the peer to hang up."""
+        if self._state != _OPEN:
+            return
+        self._state = _CLOSING
+        self._close_timer = self._hub.call_later(self._hub.close_timeout, self.abort)
+        if not self._out:
+            self._shutdown_write()
+
+    async def drain(self) -> None:
+        while self._out_size:
+            if self._drained is None:
+                self._drained = trio.Event()
+            await self._drained.wait()
+        if self._lost_queued_data:
+            raise ConnectionClosed("the connection was dropped before its queue was written")
+        await trio.lowlevel.checkpoint()
+
+    @property
+    def buffered_amount(self) -> int:
+        return self._out_size
+
+    @property
+    def closed(self) -> bool:
+        return self._state != _OPEN
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
+        def guarded() -> None:
+            if not self._finished:
+                callback()
+
+        return self._hub.call_later(delay, guarded)
+
+    # -- used by the layers above ----------------------------------------------------------
+
+    @property
+    def over_write_limit(self) -> bool:
+        """True when more than the server's write limit is queued: the peer is not reading."""
+        return self._out_size > self._hub.write_limit
+
+    def write(self, data: bytes) -> None:
+        """Queue bytes with no checks; layers above decide what may be sent. Not a checkpoint."""
+        if self._sock is None:
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        if not self._dirty:
+            self._hub.mark_dirty(self)
+
+    def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None:
+        """Queue a control frame ahead of queued data, behind only a partly written chunk.
+
+        With ``discard_queued`` the queued data that was not started is dropped: a closing
+        frame for a peer that stopped reading must not wait behind megabytes it will never read.
+        """
+        if self._sock is None:
+            return
+        out = self._out
+        keep = 1 if self._out_offset else 0
+        if discard_queued and len(out) > keep:
+            dropped = out[keep:]
+            del out[keep:]
+            self._out_size -= sum(len(chunk) for chunk in dropped)
+            self._urgent_end = keep
+        # Behind the partly written chunk and earlier urgent frames, so control frames keep
+        # their order (pongs answer pings in the order they came).
+        index = max(keep, self._urgent_end)
+        out.insert(index, data)
+        self._urgent_end = index + 1
+        self._out_size += len(data)
+        if not self._dirty:
+            self._hub.mark_dirty(self)
+
+    def abort(self) -> None:
+        """Drop the connection now, queued data and all."""
+        if self._state == _CLOSED and self._sock is None:
+            return
+        self._state = _CLOSED
+        if self._out_size:
+            self._lost_queued_data = True
+        self._drop_queue()
+        sock = self._sock
+        if sock is not None:
+            self._sock = None
+            trio.lowlevel.notify_closing(sock)
+            sock.close()
+        self._wake_drain_waiters()
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _drop_queue(self) -> None:
+        self._out.clear()
+        self._out_offset = 0
+        self._urgent_end = 0
+        self._out_size = 0
+
+    def _wake_drain_waiters(self) -> None:
+        if self._drained is not None:
+            self._drained.set()
+            self._drained = None
+
+    def _pending_bytes(self) -> bytes | memoryview:
+        out = self._out
+        off = self._out_offset
+        if len(out) == 1:
+            return memoryview(out[0])[off:] if off else out[0]
+        if off:
+            return b"".join([out[0][off:], *out[1:]])
+        return b"".join(out)
+
+    def _write_once(self) -> bool:
+        """One non-blocking send of everything queued; True if the queue is now empty."""
+        sock = self._sock
+        if sock is None:
+            return True
+        try:
+            sent = sock.send(self._pending_bytes())
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
+            self.abort()
+            return True
+        self._consumed(sent)
+        if self._out:
+            return False
+        self._wake_drain_waiters()
+        if self._state == _CLOSING:
+            self._shutdown_write()
+        return True
+
+    def _consumed(self, sent: int) -> None:
+        self._out_size -= sent
+        out = self._out
+        if not self._out_size:
+            out.clear()
+            self._out_offset = 0
+            self._urgent_end = 0
+            return
+        off = self._out_offset + sent
+        done = 0
+        while off >= len(out[done]):
+            off -= len(out[done])
+            done += 1
+        del out[:done]
+        self._out_offset = off
+        self._urgent_end = max(0, self._urgent_end - done)
+
+    def _flush(self) -> None:
+        if self._draining or not self._out:
+            return
+        if not self._write_once():
+            self._draining = True
+            assert self._hub.nursery is not None
+            self._hub.nursery.start_soon(self._drain_loop)
+
+    async def _drain_loop(self) -> None:
+        try:
+            while self._out and self._sock is not None:
+                try:
+                    await trio.lowlevel.wait_writable(self._sock)
+                except (trio.ClosedResourceError, OSError):
+                    break
+                self._write_once()
+        finally:
+            self._draining = False
+
+    def _shutdown_write(self) -> None:
+        """Everything is written: send FIN; the reader then waits for the peer's EOF."""
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self.abort()
+
+    def _finish(self) -> None:
+        """The reader is done: release the socket and everything queued."""
+        self._finished = True
+        self._state = _CLOSED
+        if self._close_timer is not None:
+            self._close_timer.cancel()
+            self._close_timer = None
+        self.abort()

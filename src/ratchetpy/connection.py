@@ -1,0 +1,123 @@
+"""What a component sees of a client: :class:`Connection` (Ratchet's ConnectionInterface).
+
+A component never touches a socket. It gets a connection object and calls :meth:`Connection.send`
+and :meth:`Connection.close`; the I/O layer does the rest. Each layer that changes what "send"
+means (WsServer frames messages) hands its component its own connection object that wraps the one
+below, as Ratchet's decorators do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .http import HttpRequest
+
+__all__ = ["Connection", "Timer", "Transport"]
+
+
+class Timer(Protocol):
+    """A callback scheduled with :meth:`Connection.call_later`."""
+
+    def cancel(self) -> None:
+        """Stop the callback from running; harmless if it already ran."""
+
+
+class Connection:
+    """One client connection, as seen by a component.
+
+    Attributes shared by every layer:
+
+    ``resource_id``
+        An ``int`` unique among this server's connections (Ratchet's ``resourceId``).
+    ``remote_address``
+        The peer's IP address as a string (Ratchet's ``remoteAddress``).
+    ``http_request``
+        The parsed :class:`~ratchetpy.http.HttpRequest` that opened the connection, once an
+        :class:`~ratchetpy.HttpServer` has read it; ``None`` on raw TCP connections.
+    ``subprotocol``
+        The negotiated WebSocket subprotocol, or ``None``.
+
+    Like Ratchet's connections, it takes any attribute you set on it (``conn.user = user``), so
+    per-connection data lives on the connection and goes away with it. Names starting with an
+    underscore are reserved for ratchetpy.
+    """
+
+    resource_id: int
+    remote_address: str
+    http_request: HttpRequest | None = None
+    subprotocol: str | None = None
+
+    def send(self, data: str | bytes) -> None:
+        """Queue ``data`` for the peer and return at once; never blocks on a slow peer.
+
+        Not a checkpoint. Sending on a closed connection does nothing: the peer is gone, and
+        ``on_close`` tells the component so. When more than the server's ``write_limit`` is
+        already queued, the slow-consumer policy applies (see the backpressure topic).
+        """
+        raise NotImplementedError
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start closing: what was sent before is still delivered, then the connection ends.
+
+        ``code`` and ``reason`` go into the WebSocket close frame; raw TCP connections ignore
+        them. Not a checkpoint; ``on_close`` follows once the connection is gone. Calling it
+        again, or on a closed connection, does nothing.
+        """
+        raise NotImplementedError
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far has been handed to the operating system.
+
+        A checkpoint. For producers that want to wait rather than let the slow-consumer policy
+        apply. Raises :class:`~ratchetpy.exceptions.ConnectionClosed` if the connection ends
+        before its queue is empty.
+        """
+        raise NotImplementedError
+
+    @property
+    def buffered_amount(self) -> int:
+        """Bytes queued for this peer and not yet written (the browser's ``bufferedAmount``)."""
+        raise NotImplementedError
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called or the connection was lost."""
+        raise NotImplementedError
+
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
+        """Run ``callback()`` after ``delay`` seconds unless cancelled or the connection ends first.
+
+        The callback runs in the server's timer task: it must not block, and an exception it
+        raises is logged. Returns a :class:`Timer` with ``cancel()``.
+        """
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} #{self.resource_id} {self.remote_address}>"
+
+
+class Transport(Protocol):
+    """The connection at the bottom of the stack, as layers such as WsServer use it.
+
+    ``write`` queues bytes without the checks ``send`` makes; ``write_urgent`` queues a control
+    frame ahead of queued data; ``abort`` drops the connection at once.
+    """
+
+    resource_id: int
+    remote_address: str
+    http_request: HttpRequest | None
+
+    @property
+    def over_write_limit(self) -> bool: ...
+    @property
+    def buffered_amount(self) -> int: ...
+    @property
+    def closed(self) -> bool: ...
+    def write(self, data: bytes) -> None: ...
+    def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None: ...
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+    def abort(self) -> None: ...
+    async def drain(self) -> None: ...
+    def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer: ...

@@ -1,0 +1,400 @@
+"""WsServer: the WebSocket layer (Ratchet's ``WsServer``).
+
+An :class:`~ratchetpy.HttpComponent` that answers the upgrade request (validated and answered by
+wsproto's handshake), then turns bytes into messages with the sans-IO
+:class:`~ratchetpy.wsprotocol.WebSocketProtocol` and calls the wrapped
+:class:`~ratchetpy.MessageComponent`. No trio here: it only calls the transport's ``write`` /
+``close`` / ``call_later``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection
+from wsproto.events import Request as WsRequest
+from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
+
+from ._deflate import negotiate_deflate
+from .component import HttpComponent, MaybeAwaitable, MessageComponent, guarded, report_error
+from .connection import Connection, Timer, Transport
+from .events import CloseReceived, Message, Ping, Pong, ProtocolFailure
+from .http import HttpRequest, http_response
+from .wsprotocol import WebSocketProtocol, encode_broadcast
+
+__all__ = ["WsConnection", "WsServer", "broadcast"]
+
+logger = logging.getLogger("ratchetpy.ws")
+
+
+class WsConnection(Connection):
+    """A WebSocket connection: ``send(str)`` sends a text message, ``send(bytes)`` a binary one.
+
+    ``close_code`` and ``close_reason`` say how it closed, once it has (1006 if the TCP
+    connection was lost without a closing handshake).
+    """
+
+    def __init__(
+        self,
+        server: WsServer,
+        transport: Transport,
+        protocol: WebSocketProtocol,
+        request: HttpRequest,
+        subprotocol: str | None,
+    ) -> None:
+        self.resource_id = transport.resource_id
+        self.remote_address = transport.remote_address
+        self.http_request = request
+        self.subprotocol = subprotocol
+        self._server = server
+        self._transport = transport
+        self._protocol = protocol
+        self._closing = False  # we sent a close frame (or gave up on the connection)
+        self._close_timer: Timer | None = None
+        self._awaiting_pong = False
+        self.close_code: int | None = None
+        self.close_reason = ""
+
+    def send(self, data: str | bytes) -> None:
+        if self._closing:
+            return
+        transport = self._transport
+        if transport.over_write_limit:
+            self._drop_slow_consumer()
+            return
+        transport.write(self._protocol.encode_message(data))
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self._transport.write(self._protocol.encode_close(code, reason))
+        # Wait for the peer's close frame, but not forever.
+        self._close_timer = self._transport.call_later(
+            self._server.close_timeout, self._transport.abort
+        )
+
+    async def drain(self) -> None:
+        await self._transport.drain()
+
+    @property
+    def buffered_amount(self) -> int:
+        return self._transport.buffered_amount
+
+    @property
+    def closed(self) -> bool:
+        return self._closing or self._transport.closed
+
+    def call_later(self, delay: float, callback: Any) -> Timer:
+        return self._transport.call_later(delay, callback)
+
+    def ping(self, payload: bytes = b"") -> None:
+        """Send a ping; the peer's pong arrives as ``on_pong`` if the component has one."""
+        if not self._closing:
+            self._transport.write_urgent(self._protocol.encode_ping(payload))
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _fail(self, code: int, reason: str) -> None:
+        """Close after a protocol failure: send our close frame and hang up without waiting."""
+        if not self._closing:
+            self._closing = True
+            self._transport.write_urgent(self._protocol.encode_close(code, reason))
+        self._transport.close()
+
+    def _drop_slow_consumer(self) -> None:
+        logger.warning(
+            "connection #%s from %s: %d bytes unread, over the write limit; closing it (1008)",
+            self.resource_id,
+            self.remote_address,
+            self._transport.buffered_amount,
+        )
+        self._closing = True
+        frame = self._protocol.encode_close(1008, "slow consumer: too much unread data")
+        self._transport.write_urgent(frame, discard_queued=True)
+        self._transport.close()
+
+
+class WsServer(HttpComponent):
+    """Serve ``component`` over WebSocket; wrap it in :class:`~ratchetpy.HttpServer`.
+
+    Options (keyword-only):
+
+    ``subprotocols``
+        Subprotocols offered, best first; default: ``component.subprotocols``.
+    ``strict_subprotocols``
+        When the client asks only for subprotocols we do not speak, refuse the handshake with
+        400 (default, as Ratchet's ``setStrictSubProtocolCheck(true)``); when false, accept
+        it without a subprotocol.
+    ``max_message_size``
+        Largest message accepted, after decompression (default 1 MiB); larger ones close the
+        connection with 1009. ``None`` lifts the limit.
+    ``compression``
+        ``"deflate"`` (default) negotiates permessage-deflate when the client offers it;
+        ``None`` never compresses.
+    ``keepalive``
+        Seconds between pings (Ratchet's ``enableKeepAlive``); a peer that has not answered
+        the previous ping by the next one is closed with 1011. ``None`` (default) sends none.
+    ``close_timeout``
+        Seconds to wait for the peer's close frame after ours (default 10).
+    """
+
+    def __init__(
+        self,
+        component: MessageComponent,
+        *,
+        subprotocols: Sequence[str] | None = None,
+        strict_subprotocols: bool = True,
+        max_message_size: int | None = 2**20,
+        compression: str | None = "deflate",
+        keepalive: float | None = None,
+        close_timeout: float = 10.0,
+    ) -> None:
+        if compression not in ("deflate", None):
+            raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+        self.component = component
+        self.subprotocols = tuple(
+            subprotocols if subprotocols is not None else getattr(component, "subprotocols", ())
+        )
+        self.strict_subprotocols = strict_subprotocols
+        self.max_message_size = max_message_size
+        self.compression = compression
+        self.keepalive = keepalive
+        self.close_timeout = close_timeout
+        self._conns: dict[Transport, WsConnection] = {}
+
+    # -- HttpComponent interface -------------------------------------------------------------
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> MaybeAwaitable:
+        transport: Transport = conn  # type: ignore[assignment]
+        ws = self._handshake(transport, request)
+        if ws is None:
+            return None
+        self._conns[transport] = ws
+        if self.keepalive:
+            transport.call_later(self.keepalive, lambda: self._keepalive(ws))
+        try:
+            result = self.component.on_open(ws)
+        except Exception as exc:
+            result = report_error(self.component, ws, exc)
+        if result is None:
+            return None
+        return guarded(self.component, ws, result)
+
+    def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
+        ws = self._conns.get(conn)  # type: ignore[call-overload]
+        if ws is None:
+            return None
+        return self._dispatch(ws, ws._protocol.receive_data(data), 0)
+
+    def on_close(self, conn: Connection) -> MaybeAwaitable:
+        ws = self._conns.pop(conn, None)  # type: ignore[call-overload]
+        if ws is None:
+            return None
+        ws._closing = True
+        if ws._close_timer is not None:
+            ws._close_timer.cancel()
+        protocol = ws._protocol
+        ws.close_code = protocol.close_code if protocol.close_code is not None else 1006
+        ws.close_reason = protocol.close_reason
+        try:
+            result = self.component.on_close(ws)
+        except Exception as exc:
+            result = report_error(self.component, ws, exc)
+        if result is None:
+            return None
+        return guarded(self.component, ws, result)
+
+    def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
+        ws = self._conns.get(conn)  # type: ignore[call-overload]
+        if ws is None:
+            logger.error("error on connection #%s", conn.resource_id, exc_info=exc)
+            conn.close()
+            return None
+        return report_error(self.component, ws, exc)
+
+    def on_shutdown(self, conn: Connection) -> None:
+        ws = self._conns.get(conn)  # type: ignore[call-overload]
+        if ws is None:
+            conn.close()
+        else:
+            ws.close(1001, "server shutting down")
+
+    # -- handshake -------------------------------------------------------------------------
+
+    def _handshake(self, transport: Transport, request: HttpRequest) -> WsConnection | None:
+        if request.method != "GET":
+            self._refuse(
+                transport, 405, "a WebSocket handshake must be a GET request", [("Allow", "GET")]
+            )
+            return None
+        if request.header("upgrade") is None:
+            self._refuse(
+                transport,
+                426,
+                "this is a WebSocket endpoint: connect with a WebSocket client",
+                [("Upgrade", "websocket")],
+            )
+            return None
+        handshake = WSConnection(ConnectionType.SERVER)
+        try:
+            handshake.initiate_upgrade_connection(
+                [
+                    (name.encode(), value.encode("latin-1"))
+                    for name, value in request.headers.items()
+                ],
+                request.target.encode("latin-1"),
+            )
+            event = next(handshake.events())
+        except WsprotoRemoteError as exc:
+            hint = exc.event_hint
+            status = hint.status_code if isinstance(hint, RejectConnection) else 400
+            extra = [(k.decode(), v.decode()) for k, v in getattr(hint, "headers", [])]
+            self._refuse(transport, status, f"bad WebSocket handshake: {exc}", extra)
+            return None
+        assert isinstance(event, WsRequest)
+
+        subprotocol = self._choose_subprotocol(list(event.subprotocols))
+        if subprotocol is None and event.subprotocols and self.strict_subprotocols:
+            offered = ", ".join(event.subprotocols)
+            supported = ", ".join(self.subprotocols) or "none"
+            self._refuse(
+                transport,
+                400,
+                f"no supported subprotocol among: {offered} (supported: {supported})",
+            )
+            return None
+
+        extra_headers: list[tuple[bytes, bytes]] = []
+        deflate = None
+        if self.compression == "deflate":
+            offers = request.headers.get_all("sec-websocket-extensions")
+            agreed = negotiate_deflate(offers) if offers else None
+            if agreed is not None:
+                deflate, header_value = agreed
+                extra_headers.append((b"Sec-WebSocket-Extensions", header_value.encode()))
+        transport.write(
+            handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers))
+        )
+        protocol = WebSocketProtocol(max_message_size=self.max_message_size, deflate=deflate)
+        logger.debug(
+            "connection #%s: WebSocket open on %s%s",
+            transport.resource_id,
+            request.path,
+            f" ({subprotocol})" if subprotocol else "",
+        )
+        return WsConnection(self, transport, protocol, request, subprotocol)
+
+    def _choose_subprotocol(self, offered: list[str]) -> str | None:
+        supported = self.subprotocols
+        for name in offered:
+            if name in supported:
+                return name
+        return None
+
+    def _refuse(
+        self, transport: Transport, status: int, why: str, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        logger.info("handshake from %s refused with %d: %s", transport.remote_address, status, why)
+        transport.write(http_response(status, f"{why}\n", headers=headers))
+        transport.close()
+
+    # -- frames to handlers ------------------------------------------------------------------
+
+    def _dispatch(self, ws: WsConnection, events: list[Any], start: int) -> MaybeAwaitable:
+        on_message = self.component.on_message
+        for index in range(start, len(events)):
+            event = events[index]
+            if type(event) is Message:
+                if ws._closing:
+                    continue
+                try:
+                    result = on_message(ws, event.data)
+                except Exception as exc:
+                    result = report_error(self.component, ws, exc)
+                if result is not None:
+                    return self._dispatch_async(ws, events, index + 1, result)
+            else:
+                self._control(ws, event)
+        return None
+
+    async def _dispatch_async(
+        self, ws: WsConnection, events: list[Any], start: int, pending: Any
+    ) -> None:
+        component = self.component
+        await guarded(component, ws, pending)
+        for index in range(start, len(events)):
+            event = events[index]
+            if type(event) is Message:
+                if ws._closing:
+                    continue
+                try:
+                    result = component.on_message(ws, event.data)
+                except Exception as exc:
+                    result = report_error(component, ws, exc)
+                if result is not None:
+                    await guarded(component, ws, result)
+            else:
+                self._control(ws, event)
+
+    def _control(self, ws: WsConnection, event: Any) -> None:
+        transport = ws._transport
+        if type(event) is Ping:
+            if not ws._closing:
+                transport.write_urgent(ws._protocol.encode_pong(event.payload))
+        elif type(event) is Pong:
+            ws._awaiting_pong = False
+        elif type(event) is CloseReceived:
+            if not ws._closing:
+                ws._closing = True
+                code = event.code if event.code != 1005 else 1000
+                transport.write_urgent(ws._protocol.encode_close(code))
+            transport.close()
+        elif type(event) is ProtocolFailure:
+            logger.info(
+                "connection #%s from %s broke the protocol (%d): %s",
+                ws.resource_id,
+                ws.remote_address,
+                event.code,
+                event.reason,
+            )
+            ws._fail(event.code, event.reason)
+
+    def _keepalive(self, ws: WsConnection) -> None:
+        if ws._closing or self.keepalive is None:
+            return
+        if ws._awaiting_pong:
+            logger.info(
+                "connection #%s: no pong within %g s; closing", ws.resource_id, self.keepalive
+            )
+            ws._fail(1011, "keepalive ping timeout")
+            return
+        ws._awaiting_pong = True
+        ws.ping(b"ratchetpy-keepalive")
+        ws._transport.call_later(self.keepalive, lambda: self._keepalive(ws))
+
+
+def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
+    """Send ``message`` to every connection, encoding its frame once where that is possible.
+
+    Connections whose negotiated extensions do not change the frame (no compression, or a
+    message too small to compress) share one encoded frame; the others encode their own.
+    Closed connections and slow consumers are handled as by ``send``. Not a checkpoint.
+    """
+    shared: bytes | None = None
+    for conn in connections:
+        if type(conn) is WsConnection and conn._protocol.shares_encoding:
+            if conn._closing:
+                continue
+            transport = conn._transport
+            if transport.over_write_limit:
+                conn._drop_slow_consumer()
+                continue
+            if shared is None:
+                shared = encode_broadcast(message)
+            transport.write(shared)
+        else:
+            conn.send(message)

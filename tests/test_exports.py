@@ -1,0 +1,60 @@
+"""The public surface: what ``import ratchetpy`` offers is exactly what is documented."""
+
+import ratchetpy
+
+EXPECTED = {
+    "Connection",
+    "ConnectionClosed",
+    "Headers",
+    "HttpComponent",
+    "HttpRequest",
+    "HttpServer",
+    "IoServer",
+    "LocalProtocolError",
+    "MessageComponent",
+    "Page",
+    "ProtocolError",
+    "RatchetError",
+    "RemoteProtocolError",
+    "Router",
+    "ServerError",
+    "WsConnection",
+    "WsServer",
+    "__version__",
+    "broadcast",
+    "http_response",
+}
+
+
+def test_all_is_exactly_the_public_api() -> None:
+    assert set(ratchetpy.__all__) == EXPECTED
+    assert len(ratchetpy.__all__) == len(EXPECTED)
+
+
+def test_every_export_exists() -> None:
+    for name in ratchetpy.__all__:
+        assert getattr(ratchetpy, name) is not None, name
+
+
+def test_no_unlisted_public_names() -> None:
+    modules = {
+        "component",
+        "connection",
+        "events",
+        "exceptions",
+        "http",
+        "io_server",
+        "router",
+        "ws_server",
+        "wsprotocol",
+    }
+    public = {n for n in dir(ratchetpy) if not n.startswith("_")} - modules
+    assert public <= EXPECTED
+
+
+def test_exception_tree() -> None:
+    assert issubclass(ratchetpy.ProtocolError, ratchetpy.RatchetError)
+    assert issubclass(ratchetpy.RemoteProtocolError, ratchetpy.ProtocolError)
+    assert issubclass(ratchetpy.LocalProtocolError, ratchetpy.ProtocolError)
+    assert issubclass(ratchetpy.ConnectionClosed, ratchetpy.RatchetError)
+    assert issubclass(ratchetpy.ServerError, ratchetpy.RatchetError)

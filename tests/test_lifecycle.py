@@ -1,0 +1,213 @@
+"""Slow consumers, shutdown, keepalive, raw TCP and the examples, over loopback sockets."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+import trio
+from websockets.exceptions import ConnectionClosed as ClientClosed
+from websockets.trio.client import connect
+
+from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, WsServer
+from wshelpers import parse_server_frames, raw_websocket, read_until_closed
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def load_example(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Hub(MessageComponent):
+    """Clients register; a message "flood N SIZE" sends N messages of SIZE bytes to the others."""
+
+    def __init__(self) -> None:
+        self.clients: list[Connection] = []
+        self.closed: list[Connection] = []
+        self.max_buffered = 0
+        self.flooded = trio.Event()
+
+    def on_open(self, conn: Connection) -> None:
+        self.clients.append(conn)
+
+    def on_message(self, conn: Connection, msg: Any) -> None:
+        _, count, size = msg.split()
+        payload = "x" * int(size)
+        for _ in range(int(count)):
+            for other in self.clients:
+                if other is not conn:
+                    other.send(payload)
+                    self.max_buffered = max(self.max_buffered, other.buffered_amount)
+        self.flooded.set()
+
+    def on_close(self, conn: Connection) -> None:
+        self.clients.remove(conn)
+        self.closed.append(conn)
+
+
+async def test_slow_consumer_is_closed_and_memory_stays_bounded(start_server: Any) -> None:
+    hub = Hub()
+    limit = 64 * 1024
+    _, port = await start_server(
+        HttpServer(WsServer(hub, compression=None)), write_limit=limit, close_timeout=0.5
+    )
+    victim, _ = await raw_websocket(port)  # never reads
+    async with victim, connect(f"ws://127.0.0.1:{port}/") as producer:
+        await producer.send("flood 2000 10000")  # 20 MB at a reader that reads nothing
+        with trio.fail_after(5):
+            await hub.flooded.wait()
+            while not hub.closed:
+                await trio.sleep(0.01)
+        assert hub.max_buffered <= limit + 10_100
+        assert hub.closed[0].close_code in (1008, 1006)
+        # The producer is still served.
+        await producer.send("flood 1 5")
+    assert [c.resource_id for c in hub.clients] == []
+
+
+async def test_client_flooding_without_reading_is_throttled_not_buffered(start_server: Any) -> None:
+    class Echo(MessageComponent):
+        def __init__(self) -> None:
+            self.peak = 0
+
+        def on_message(self, conn: Connection, msg: Any) -> None:
+            conn.send(msg)
+            self.peak = max(self.peak, conn.buffered_amount)
+
+    echo = Echo()
+    limit = 256 * 1024
+    _, port = await start_server(HttpServer(WsServer(echo, compression=None)), write_limit=limit)
+    stream, _ = await raw_websocket(port)
+    frame = bytes([0x82, 0xFE, 0x10, 0x00]) + b"\0\0\0\0" + b"y" * 4096  # masked with zeros
+    async with stream:
+        with trio.move_on_after(1):
+            # Send 40 MB of echo requests and read nothing: the server must stop reading.
+            for _ in range(10_000):
+                await stream.send_all(frame)
+    # Reading pauses once a quarter of the limit is queued; one chunk of input may add to it.
+    assert echo.peak <= limit // 4 + 65536 + 4200 * 16
+
+
+async def test_graceful_shutdown_delivers_queued_messages_then_1001(start_server: Any) -> None:
+    class Burst(MessageComponent):
+        def __init__(self) -> None:
+            self.sent = trio.Event()
+
+        def on_message(self, conn: Connection, msg: Any) -> None:
+            for i in range(300):
+                conn.send(f"{i:04d}" + "z" * 1000)
+            self.sent.set()
+
+    burst = Burst()
+    server, port = await start_server(HttpServer(WsServer(burst)))
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        await ws.send("go")
+        with trio.fail_after(5):
+            await burst.sent.wait()
+        server.shutdown()
+        for i in range(300):
+            assert (await ws.recv())[:4] == f"{i:04d}"
+        with pytest.raises(ClientClosed):
+            await ws.recv()
+        assert ws.close_code == 1001
+    with trio.fail_after(5):
+        await server.aclose()
+    # Not accepting any more.
+    with pytest.raises(OSError):
+        await trio.open_tcp_stream("127.0.0.1", port)
+
+
+async def test_shutdown_ends_within_its_deadline_when_clients_do_not_answer(
+    start_server: Any,
+) -> None:
+    server, port = await start_server(
+        HttpServer(WsServer(MessageComponent())), shutdown_timeout=0.3
+    )
+    stream, _ = await raw_websocket(port)  # will never answer the close frame
+    async with stream:
+        with trio.fail_after(3):
+            await server.aclose()
+        data = await read_until_closed(stream)
+    frames = parse_server_frames(data)
+    assert frames[-1][0] == 0x8
+    assert int.from_bytes(frames[-1][1][:2], "big") == 1001
+
+
+async def test_keepalive_drops_a_peer_that_does_not_answer(start_server: Any) -> None:
+    _, port = await start_server(HttpServer(WsServer(MessageComponent(), keepalive=0.05)))
+    stream, early = await raw_websocket(port)
+    async with stream:
+        data = early + await read_until_closed(stream)
+    frames = parse_server_frames(data)
+    assert frames[0][0] == 0x9  # a ping first
+    assert frames[-1][0] == 0x8
+    assert int.from_bytes(frames[-1][1][:2], "big") == 1011
+
+
+async def test_raw_tcp_telnet_chat(start_server: Any) -> None:
+    chat = load_example("telnet_chat").Chat()
+    _, port = await start_server(chat)
+    a = await trio.open_tcp_stream("127.0.0.1", port)
+    b = await trio.open_tcp_stream("127.0.0.1", port)
+    async with a, b:
+        assert b"Welcome" in await a.receive_some(1000)
+        assert b"Welcome" in await b.receive_some(1000)
+        await a.send_all(b"hello from a\r\n")
+        with trio.fail_after(5):
+            assert await b.receive_some(1000) == b"hello from a\r\n"
+        await b.send_all("héllo from b\r\n".encode())
+        with trio.fail_after(5):
+            assert await a.receive_some(1000) == "héllo from b\r\n".encode()
+
+
+async def test_chat_example_serves_page_and_socket_on_one_port(start_server: Any) -> None:
+    chat = load_example("chat")
+    _, port = await start_server(chat.make_app())
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        page = await read_until_closed(stream)
+    assert page.startswith(b"HTTP/1.1 200")
+    assert b"text/html" in page
+    assert b"new WebSocket(" in page and b'"/chat"' in page
+
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        missing = await read_until_closed(stream)
+    assert missing.startswith(b"HTTP/1.1 404")
+    assert b"no route for /missing" in missing
+
+    uri = f"ws://127.0.0.1:{port}/chat"
+    async with connect(uri) as a, connect(uri) as b:
+        await a.send("hi b")
+        assert await b.recv() == "hi b"
+        await b.send("hi a")
+        assert await a.recv() == "hi a"
+
+
+async def test_port_zero_reports_the_bound_port_and_busy_port_fails_clearly(
+    nursery: trio.Nursery,
+) -> None:
+    server = IoServer(MessageComponent(), port=0, address="127.0.0.1")
+    port = await nursery.start(server.serve)
+    assert port == server.port != 0
+    with socket.create_connection(("127.0.0.1", port)):
+        pass
+    from ratchetpy import ServerError
+
+    clash = IoServer(MessageComponent(), port=port, address="127.0.0.1")
+    with pytest.raises(ServerError, match="cannot listen"):
+        await clash.serve()
+    await server.aclose()
