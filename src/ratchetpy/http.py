@@ -137,6 +137,9 @@ def http_response(
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
+_ANSWERED: Any = object()  # marks a connection this layer answered itself
+
+
 class _Pending:
     """A connection whose request is still being read."""
 
@@ -179,7 +182,7 @@ class HttpServer:
         self.max_headers = max_headers
         self.max_body_size = max_body_size
         self.request_timeout = request_timeout
-        # A connection maps to _Pending while its request is read, to None once handed over.
+        # _Pending while the request is read, None once handed over; absent once answered here.
         self._conns: dict[Connection, _Pending | None] = {}
 
     # -- component interface (driven by IoServer) ------------------------------------------
@@ -191,16 +194,15 @@ class HttpServer:
         return None
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
-        pending = self._conns.get(conn, False)
+        pending = self._conns.get(conn, _ANSWERED)
         if pending is None:
             return self.component.on_message(conn, data)
-        if pending is False:
-            return None  # answered and closing; nothing more to read
-        assert isinstance(pending, _Pending)
+        if pending is _ANSWERED:
+            return None  # answered here and closing: nothing more to read
         return self._receive(conn, pending, data)
 
     def on_close(self, conn: Connection) -> MaybeAwaitable:
-        pending = self._conns.pop(conn, False)
+        pending = self._conns.pop(conn, _ANSWERED)
         if pending is None:
             return self.component.on_close(conn)
         if isinstance(pending, _Pending):
@@ -208,7 +210,7 @@ class HttpServer:
         return None
 
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
-        if self._conns.get(conn, False) is None:
+        if self._handed_over(conn):
             return self.component.on_error(conn, exc)
         logger.error("error while reading a request from %s", conn.remote_address, exc_info=exc)
         self._reject(conn, 500, "internal error while reading the request")
@@ -216,12 +218,15 @@ class HttpServer:
 
     def on_shutdown(self, conn: Connection) -> None:
         on_shutdown = getattr(self.component, "on_shutdown", None)
-        if on_shutdown is not None and self._conns.get(conn, False) is None:
+        if on_shutdown is not None and self._handed_over(conn):
             on_shutdown(conn)
         else:
             conn.close()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _handed_over(self, conn: Connection) -> bool:
+        return conn in self._conns and self._conns[conn] is None
 
     def _receive(self, conn: Connection, pending: _Pending, data: bytes) -> MaybeAwaitable:
         parser = pending.parser
@@ -307,10 +312,9 @@ class HttpServer:
 
     def _reject(self, conn: Connection, status: int, why: str) -> None:
         logger.info("HTTP %d to %s: %s", status, conn.remote_address, why)
-        pending = self._conns.get(conn)
+        pending = self._conns.pop(conn, None)
         if pending is not None:
             pending.timer.cancel()
-        self._conns[conn] = False  # type: ignore[assignment]
         phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
         conn.send(http_response(status, f"{status} {phrase}: {why}\n"))
         conn.close()

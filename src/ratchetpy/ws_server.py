@@ -378,23 +378,29 @@ class WsServer(HttpComponent):
 
 
 def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
-    """Send ``message`` to every connection, encoding its frame once where that is possible.
+    """Send ``message`` to every connection, encoding its frame once where possible.
 
-    Connections whose negotiated extensions do not change the frame (no compression, or a
-    message too small to compress) share one encoded frame; the others encode their own.
-    Closed connections and slow consumers are handled as by ``send``. Not a checkpoint.
+    One uncompressed frame serves every WebSocket connection without compression, and every
+    one with compression when the message is too small to be worth compressing (the
+    permessage-deflate sender may leave any message uncompressed). Larger messages to
+    compressing connections are compressed per connection, since each has its own compression
+    context. Other connections get ``send(message)``. Closed connections are skipped and slow
+    consumers handled as by ``send``. Not a checkpoint.
     """
     shared: bytes | None = None
+    size = len(message)
     for conn in connections:
-        if type(conn) is WsConnection and conn._protocol.shares_encoding:
-            if conn._closing:
+        if type(conn) is WsConnection:
+            protocol = conn._protocol
+            if protocol.shares_encoding or size < protocol.compress_min_size:
+                if conn._closing:
+                    continue
+                transport = conn._transport
+                if transport.over_write_limit:
+                    conn._drop_slow_consumer()
+                    continue
+                if shared is None:
+                    shared = encode_broadcast(message)
+                transport.write(shared)
                 continue
-            transport = conn._transport
-            if transport.over_write_limit:
-                conn._drop_slow_consumer()
-                continue
-            if shared is None:
-                shared = encode_broadcast(message)
-            transport.write(shared)
-        else:
-            conn.send(message)
+        conn.send(message)

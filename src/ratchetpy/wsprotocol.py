@@ -147,7 +147,6 @@ class WebSocketProtocol:
         "_buf",
         "_close_received",
         "_close_sent",
-        "_compress_min_size",
         "_deflater",
         "_f_ctl",
         "_f_fin",
@@ -168,6 +167,7 @@ class WebSocketProtocol:
         "_wire_limit",
         "close_code",
         "close_reason",
+        "compress_min_size",
         "shares_encoding",
     )
 
@@ -185,7 +185,7 @@ class WebSocketProtocol:
         # Incompressible data grows a little when deflated (5 bytes per 16 KiB stored block), so
         # the compressed frames of a message just under the limit may sum to a bit more.
         self._wire_limit = limit + (limit >> 10) + 64 if limit < _NO_LIMIT else _NO_LIMIT
-        self._compress_min_size = compress_min_size
+        self.compress_min_size = compress_min_size
         self._deflater = Deflater(deflate) if deflate is not None else None
         self._inflater = Inflater(deflate) if deflate is not None else None
         #: Whether encode_message gives the same bytes on every connection with this flag set,
@@ -497,7 +497,7 @@ class WebSocketProtocol:
         else:
             payload = data if type(data) is bytes else bytes(data)
             b0 = 0x82
-        if self._deflater is not None and len(payload) >= self._compress_min_size:
+        if self._deflater is not None and len(payload) >= self.compress_min_size:
             payload = self._deflater.compress(payload)
             b0 |= _RSV1
         return _frame(b0, payload)
