@@ -41,6 +41,7 @@ def test_no_unlisted_public_names() -> None:
         "component",
         "connection",
         "events",
+        "handshake",
         "exceptions",
         "http",
         "io_server",

@@ -257,19 +257,18 @@ class HttpServer:
         if len(event.headers) > self.max_headers:
             self._reject(conn, 431, f"more than {self.max_headers} header lines")
             return False
+        items = [
+            (name.decode("latin-1"), value.decode("latin-1"))
+            for name, value in event.headers.raw_items()
+        ]
         # h11 only bounds a head that arrives in pieces; one that arrives whole is measured here.
         head_size = (
-            len(event.method)
-            + len(event.target)
-            + 12
-            + sum(len(name) + len(value) + 4 for name, value in event.headers)
+            len(event.target) + 20 + sum(len(name) + len(value) + 4 for name, value in items)
         )
         if head_size > self.max_head_size:
             self._reject(conn, 431, f"request head over {self.max_head_size} bytes")
             return False
-        headers = Headers(
-            (name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers
-        )
+        headers = Headers(items)
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body_size:
             self._reject(conn, 413, f"request body over {self.max_body_size} bytes")

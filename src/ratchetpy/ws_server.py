@@ -1,7 +1,7 @@
 """WsServer: the WebSocket layer (Ratchet's ``WsServer``).
 
-An :class:`~ratchetpy.HttpComponent` that answers the upgrade request (validated and answered by
-wsproto's handshake), then turns bytes into messages with the sans-IO
+An :class:`~ratchetpy.HttpComponent` that answers the upgrade request (sans-IO, in
+:mod:`ratchetpy.handshake`), then turns bytes into messages with the sans-IO
 :class:`~ratchetpy.wsprotocol.WebSocketProtocol` and calls the wrapped
 :class:`~ratchetpy.MessageComponent`. No trio here: it only calls the transport's ``write`` /
 ``close`` / ``call_later``.
@@ -13,15 +13,12 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import AcceptConnection, RejectConnection
-from wsproto.events import Request as WsRequest
-from wsproto.utilities import RemoteProtocolError as WsprotoRemoteError
-
 from ._deflate import negotiate_deflate
 from .component import HttpComponent, MaybeAwaitable, MessageComponent, guarded, report_error
 from .connection import Connection, Timer, Transport
 from .events import CloseReceived, Message, Ping, Pong, ProtocolFailure
+from .exceptions import RemoteProtocolError
+from .handshake import SUPPORTED_VERSION, accept_response, parse_upgrade
 from .http import HttpRequest, http_response
 from .wsprotocol import WebSocketProtocol, encode_broadcast
 
@@ -226,40 +223,20 @@ class WsServer(HttpComponent):
     # -- handshake -------------------------------------------------------------------------
 
     def _handshake(self, transport: Transport, request: HttpRequest) -> WsConnection | None:
-        if request.method != "GET":
-            self._refuse(
-                transport, 405, "a WebSocket handshake must be a GET request", [("Allow", "GET")]
-            )
-            return None
-        if request.header("upgrade") is None:
-            self._refuse(
-                transport,
-                426,
-                "this is a WebSocket endpoint: connect with a WebSocket client",
-                [("Upgrade", "websocket")],
-            )
-            return None
-        handshake = WSConnection(ConnectionType.SERVER)
         try:
-            handshake.initiate_upgrade_connection(
-                [
-                    (name.encode(), value.encode("latin-1"))
-                    for name, value in request.headers.items()
-                ],
-                request.target.encode("latin-1"),
-            )
-            event = next(handshake.events())
-        except WsprotoRemoteError as exc:
-            hint = exc.event_hint
-            status = hint.status_code if isinstance(hint, RejectConnection) else 400
-            extra = [(k.decode(), v.decode()) for k, v in getattr(hint, "headers", [])]
-            self._refuse(transport, status, f"bad WebSocket handshake: {exc}", extra)
+            upgrade = parse_upgrade(request)
+        except RemoteProtocolError as exc:
+            headers = []
+            if exc.http_status == 405:
+                headers.append(("Allow", "GET"))
+            elif exc.http_status == 426:
+                headers += [("Upgrade", "websocket"), ("Sec-WebSocket-Version", SUPPORTED_VERSION)]
+            self._refuse(transport, exc.http_status, str(exc), headers)
             return None
-        assert isinstance(event, WsRequest)
 
-        subprotocol = self._choose_subprotocol(list(event.subprotocols))
-        if subprotocol is None and event.subprotocols and self.strict_subprotocols:
-            offered = ", ".join(event.subprotocols)
+        subprotocol = self._choose_subprotocol(upgrade.subprotocols)
+        if subprotocol is None and upgrade.subprotocols and self.strict_subprotocols:
+            offered = ", ".join(upgrade.subprotocols)
             supported = ", ".join(self.subprotocols) or "none"
             self._refuse(
                 transport,
@@ -268,18 +245,16 @@ class WsServer(HttpComponent):
             )
             return None
 
-        extra_headers: list[tuple[bytes, bytes]] = []
         deflate = None
-        if self.compression == "deflate":
-            offers = request.headers.get_all("sec-websocket-extensions")
-            agreed = negotiate_deflate(offers) if offers else None
+        extensions = None
+        if self.compression == "deflate" and upgrade.extensions:
+            agreed = negotiate_deflate(list(upgrade.extensions))
             if agreed is not None:
-                deflate, header_value = agreed
-                extra_headers.append((b"Sec-WebSocket-Extensions", header_value.encode()))
-        transport.write(
-            handshake.send(AcceptConnection(subprotocol=subprotocol, extra_headers=extra_headers))
-        )
+                deflate, extensions = agreed
         protocol = WebSocketProtocol(max_message_size=self.max_message_size, deflate=deflate)
+        transport.write(
+            accept_response(upgrade.key, subprotocol=subprotocol, extensions=extensions)
+        )
         logger.debug(
             "connection #%s: WebSocket open on %s%s",
             transport.resource_id,
@@ -288,7 +263,7 @@ class WsServer(HttpComponent):
         )
         return WsConnection(self, transport, protocol, request, subprotocol)
 
-    def _choose_subprotocol(self, offered: list[str]) -> str | None:
+    def _choose_subprotocol(self, offered: Sequence[str]) -> str | None:
         supported = self.subprotocols
         for name in offered:
             if name in supported:
