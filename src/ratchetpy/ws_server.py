@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from ._deflate import negotiate_deflate
 from .component import HttpComponent, MaybeAwaitable, MessageComponent, guarded, report_error
@@ -161,12 +161,13 @@ class WsServer(HttpComponent):
         self.compression = compression
         self.keepalive = keepalive
         self.close_timeout = close_timeout
-        self._conns: dict[Transport, WsConnection] = {}
+        self._conns: dict[Connection, WsConnection] = {}
 
     # -- HttpComponent interface -------------------------------------------------------------
 
     def on_open(self, conn: Connection, request: HttpRequest) -> MaybeAwaitable:
-        transport: Transport = conn  # type: ignore[assignment]
+        # Below WsServer there is only HttpServer, which passes IoServer's transport through.
+        transport = cast(Transport, conn)
         ws = self._handshake(transport, request)
         if ws is None:
             return None
@@ -182,13 +183,13 @@ class WsServer(HttpComponent):
         return guarded(self.component, ws, result)
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
-        ws = self._conns.get(conn)  # type: ignore[call-overload]
+        ws = self._conns.get(conn)
         if ws is None:
             return None
         return self._dispatch(ws, ws._protocol.receive_data(data), 0)
 
     def on_close(self, conn: Connection) -> MaybeAwaitable:
-        ws = self._conns.pop(conn, None)  # type: ignore[call-overload]
+        ws = self._conns.pop(conn, None)
         if ws is None:
             return None
         ws._closing = True
@@ -206,7 +207,7 @@ class WsServer(HttpComponent):
         return guarded(self.component, ws, result)
 
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
-        ws = self._conns.get(conn)  # type: ignore[call-overload]
+        ws = self._conns.get(conn)
         if ws is None:
             logger.error("error on connection #%s", conn.resource_id, exc_info=exc)
             conn.close()
@@ -214,7 +215,7 @@ class WsServer(HttpComponent):
         return report_error(self.component, ws, exc)
 
     def on_shutdown(self, conn: Connection) -> None:
-        ws = self._conns.get(conn)  # type: ignore[call-overload]
+        ws = self._conns.get(conn)
         if ws is None:
             conn.close()
         else:
