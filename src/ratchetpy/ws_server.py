@@ -171,7 +171,7 @@ class WsServer(HttpComponent):
         ws = self._handshake(transport, request)
         if ws is None:
             return None
-        self._conns[transport] = ws
+        self._conns[conn] = ws
         if self.keepalive:
             transport.call_later(self.keepalive, lambda: self._keepalive(ws))
         try:
