@@ -36,6 +36,10 @@ logger = logging.getLogger("ratchetpy.io")
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 
 
+def _do_nothing() -> None:
+    pass
+
+
 class TimerHandle:
     """A scheduled callback; ``cancel()`` stops it."""
 
@@ -48,6 +52,9 @@ class TimerHandle:
 
     def cancel(self) -> None:
         self.cancelled = True
+        # The heap keeps the handle until its time comes; let go of what the callback holds
+        # (typically a closed connection) now rather than then.
+        self.callback = _do_nothing
 
 
 class Hub:
@@ -107,6 +114,8 @@ class Hub:
     async def run_timers(self) -> None:
         timers = self._timers
         while True:
+            while timers and timers[0][2].cancelled:
+                heapq.heappop(timers)
             deadline = timers[0][0] if timers else float("inf")
             with trio.CancelScope(deadline=deadline) as scope:
                 self._timer_scope = scope
