@@ -211,3 +211,43 @@ async def test_port_zero_reports_the_bound_port_and_busy_port_fails_clearly(
     with pytest.raises(ServerError, match="cannot listen"):
         await clash.serve()
     await server.aclose()
+
+
+def test_run_on_a_busy_port_raises_a_plain_server_error() -> None:
+    from ratchetpy import ServerError
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        server = IoServer(MessageComponent(), port=busy.getsockname()[1], address="127.0.0.1")
+        with pytest.raises(ServerError, match="cannot listen"):
+            server.run()
+
+
+async def test_a_layer_failing_in_on_error_too_loses_one_connection_not_the_server(start_server: Any) -> None:
+    class Broken:
+        """A layer with a bug: its on_error fails as well, so only dropping the connection is left."""
+
+        def on_open(self, conn: Connection) -> None:
+            pass
+
+        def on_message(self, conn: Connection, data: bytes) -> None:
+            if data.startswith(b"crash"):
+                raise RuntimeError("bug in a layer")
+            conn.send(data)
+
+        def on_close(self, conn: Connection) -> None:
+            pass
+
+        def on_error(self, conn: Connection, exc: Exception) -> None:
+            raise exc
+
+    server, port = await start_server(Broken())
+    victim = await trio.open_tcp_stream("127.0.0.1", port)
+    survivor = await trio.open_tcp_stream("127.0.0.1", port)
+    async with victim, survivor:
+        await victim.send_all(b"crash")
+        assert await read_until_closed(victim) == b""
+        await survivor.send_all(b"still served")
+        with trio.fail_after(5):
+            assert await survivor.receive_some(100) == b"still served"

@@ -111,6 +111,9 @@ class IoServer:
         The first signal starts a graceful shutdown (stop accepting, close every connection
         properly, flush, wait at most ``shutdown_timeout``); a second one stops at once.
         """
+        # Bind before trio starts, so a busy port raises a plain ServerError here rather than
+        # one wrapped in the exception group of the nursery that serve() runs in.
+        self._listener = self._listen()
         trio.run(self._run_until_signalled)
 
     async def _run_until_signalled(self) -> None:
@@ -147,7 +150,7 @@ class IoServer:
             raise ServerError("this IoServer is already serving")
         self._shutdown_requested = trio.Event()
         self._stopped = trio.Event()
-        listener = self._listen()
+        listener = self._listener if self._listener is not None else self._listen()
         self._listener = listener
         self.port = listener.getsockname()[1]
         hub = self._hub
@@ -277,6 +280,10 @@ class IoServer:
                     await guarded(self.component, conn, result)
         except trio.ClosedResourceError:
             pass
+        except Exception:
+            # A bug below the user's handlers (theirs go to on_error): lose this connection,
+            # not the server.
+            logger.exception("internal error on connection #%d; dropping it", conn.resource_id)
         finally:
             hub.current = None
             conn._finish()
