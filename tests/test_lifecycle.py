@@ -224,9 +224,9 @@ def test_run_on_a_busy_port_raises_a_plain_server_error() -> None:
             server.run()
 
 
-async def test_a_layer_failing_in_on_error_too_loses_one_connection_not_the_server(start_server: Any) -> None:
+async def test_a_failing_layer_loses_one_connection_not_the_server(start_server: Any) -> None:
     class Broken:
-        """A layer with a bug: its on_error fails as well, so only dropping the connection is left."""
+        """A layer with a bug: its on_error fails too, so only dropping the connection is left."""
 
         def on_open(self, conn: Connection) -> None:
             pass
@@ -242,7 +242,7 @@ async def test_a_layer_failing_in_on_error_too_loses_one_connection_not_the_serv
         def on_error(self, conn: Connection, exc: Exception) -> None:
             raise exc
 
-    server, port = await start_server(Broken())
+    _, port = await start_server(Broken())
     victim = await trio.open_tcp_stream("127.0.0.1", port)
     survivor = await trio.open_tcp_stream("127.0.0.1", port)
     async with victim, survivor:
