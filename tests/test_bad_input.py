@@ -13,6 +13,7 @@ from wshelpers import (
     client_frame,
     parse_server_frames,
     raw_websocket,
+    read_http_head,
     read_until_closed,
     upgrade_request,
 )
@@ -202,3 +203,29 @@ async def test_client_vanishing_mid_message_is_cleaned_up(start_server: Any) -> 
     with trio.fail_after(5):
         await closed.wait()
     assert server.connection_count == 0
+
+
+async def test_frames_in_the_handshake_packet_are_answered_after_the_101(start_server: Any) -> None:
+    _, port = await start_server(app())
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        # The handshake, a ping and a text message in one write.
+        await stream.send_all(upgrade_request() + client_frame(0x9, b"p") + client_frame(0x1, b"t"))
+        head, rest = await read_http_head(stream)
+        assert head.startswith(b"HTTP/1.1 101")
+        while len(parse_server_frames(rest)) < 2:
+            rest += await stream.receive_some(1000)
+    assert parse_server_frames(rest) == [(0xA, b"p"), (0x1, b"t")]
+
+
+async def test_ping_from_on_open_follows_the_101(start_server: Any) -> None:
+    class Pinger(MessageComponent):
+        def on_open(self, conn: Connection) -> None:
+            conn.ping(b"hello")  # type: ignore[attr-defined]
+
+    _, port = await start_server(HttpServer(WsServer(Pinger())))
+    stream, rest = await raw_websocket(port)  # asserts the response starts with the 101
+    async with stream:
+        while not parse_server_frames(rest):
+            rest += await stream.receive_some(1000)
+    assert parse_server_frames(rest)[0] == (0x9, b"hello")

@@ -323,3 +323,51 @@ async def test_broadcast_reaches_everyone(start_server: Any) -> None:
         for ws in (a, b, c):
             assert await ws.recv() == "small"
             assert await ws.recv() == big
+
+
+async def test_close_with_an_invalid_code_raises_and_leaves_the_connection_usable(
+    start_server: Any,
+) -> None:
+    errors: list[Exception] = []
+
+    class BadCloser(MessageComponent):
+        def on_message(self, conn: Connection, msg: Any) -> None:
+            if msg == "bad code":
+                conn.close(1005)
+            elif msg == "long reason":
+                conn.close(1000, "x" * 124)
+            elif msg == "not bytes":
+                conn.send(42)  # type: ignore[arg-type]
+            else:
+                conn.close(1000, "done")
+
+        def on_error(self, conn: Connection, exc: Exception) -> None:
+            errors.append(exc)
+            conn.send(type(exc).__name__)
+
+    _, port = await start_server(ws_app(BadCloser()))
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        for request in ("bad code", "long reason", "not bytes"):
+            await ws.send(request)
+            assert await ws.recv() in ("LocalProtocolError", "TypeError")
+        await ws.send("now close")
+        with pytest.raises(ClientClosed):
+            await ws.recv()
+        assert ws.close_code == 1000
+        assert ws.close_reason == "done"
+    assert [type(e).__name__ for e in errors] == [
+        "LocalProtocolError",
+        "LocalProtocolError",
+        "TypeError",
+    ]
+
+
+def test_options_are_checked() -> None:
+    from ratchetpy import Page, Router
+
+    with pytest.raises(ValueError, match="max_message_size"):
+        WsServer(Echo(), max_message_size=0)
+    with pytest.raises(ValueError, match="compression"):
+        WsServer(Echo(), compression="gzip")
+    with pytest.raises(ValueError, match="start with '/'"):
+        Router({"chat": Page("x")})

@@ -164,6 +164,8 @@ class TcpConnection(Connection):
             return
         if isinstance(data, str):
             data = data.encode()
+        elif not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
         if self._out_size > self._hub.write_limit:
             logger.warning(
                 "connection #%s from %s: %d bytes queued and not read, over the write limit; "

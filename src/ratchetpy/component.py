@@ -30,8 +30,9 @@ class MessageComponent:
     Override the handlers you need; each may be ``def`` or ``async def``. ``msg`` is ``str`` for
     a WebSocket text message, ``bytes`` for a binary one, and ``bytes`` on raw TCP.
 
-    ``subprotocols`` lists the WebSocket subprotocols this component speaks, best first
-    (Ratchet's ``getSubProtocols``); :class:`~ratchetpy.WsServer` negotiates from it.
+    ``subprotocols`` lists the WebSocket subprotocols this component speaks (Ratchet's
+    ``getSubProtocols``); :class:`~ratchetpy.WsServer` picks the first one in the client's
+    list that is also in this one.
     """
 
     subprotocols: Sequence[str] = ()
@@ -69,16 +70,17 @@ class HttpComponent:
 
     Ratchet's ``HttpServerInterface``.
 
-    ``on_open`` receives the parsed request head. Bytes that follow it on the connection (a
-    request body, or WebSocket frames after an upgrade) arrive through ``on_message``.
+    ``on_open`` receives the parsed request, body included (``request.body``). Bytes that
+    follow the request on the connection (WebSocket frames after an upgrade) arrive through
+    ``on_message``.
     """
 
     def on_open(self, conn: Connection, request: HttpRequest) -> MaybeAwaitable:
-        """A request head arrived. Answer with ``conn.send(...)`` and ``conn.close()``."""
+        """A request arrived. Answer with ``conn.send(...)`` and ``conn.close()``."""
         return None
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
-        """Bytes that followed the request head."""
+        """Bytes that followed the request."""
         return None
 
     def on_close(self, conn: Connection) -> MaybeAwaitable:

@@ -68,9 +68,10 @@ class Connection:
         raise NotImplementedError
 
     async def drain(self) -> None:
-        """Wait until everything queued so far has been handed to the operating system.
+        """Wait until the outbound queue is empty: all of it handed to the operating system.
 
-        A checkpoint. For producers that want to wait rather than let the slow-consumer policy
+        A checkpoint; data queued while waiting is waited for too. Use a cancel scope for a
+        timeout. For producers that want to wait rather than let the slow-consumer policy
         apply. Raises :class:`~ratchetpy.exceptions.ConnectionClosed` if the connection ends
         before its queue is empty.
         """

@@ -119,7 +119,8 @@ def http_response(
 ) -> bytes:
     """Encode a complete HTTP/1.1 response: ``conn.send(http_response(200, page))``.
 
-    ``Content-Length`` is always set; ``Connection: close`` too unless ``close=False``.
+    ``Content-Type`` and ``Content-Length`` are set unless the status forbids a body (1xx,
+    204, 304) and there is none; ``Connection: close`` too unless ``close=False``.
     """
     if isinstance(body, str):
         body = body.encode()

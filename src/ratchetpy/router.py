@@ -27,7 +27,9 @@ class Router(HttpComponent):
     """Dispatch requests by exact path to HTTP components such as :class:`~ratchetpy.WsServer`."""
 
     def __init__(self, routes: Mapping[str, HttpComponent] | None = None) -> None:
-        self.routes: dict[str, HttpComponent] = dict(routes or {})
+        self.routes: dict[str, HttpComponent] = {}
+        for path, component in (routes or {}).items():
+            self.add(path, component)
         self._conns: dict[Connection, HttpComponent] = {}
 
     def add(self, path: str, component: HttpComponent) -> None:

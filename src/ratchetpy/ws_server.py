@@ -65,10 +65,17 @@ class WsConnection(Connection):
         transport.write(self._protocol.encode_message(data))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
+        """Start the closing handshake with ``code`` and ``reason``.
+
+        Raises :class:`~ratchetpy.LocalProtocolError` for a code that may not be sent (1005,
+        1006, 1015, unassigned codes below 3000) or a reason over 123 UTF-8 bytes; the
+        connection is then left as it was.
+        """
         if self._closing:
             return
+        frame = self._protocol.encode_close(code, reason)
         self._closing = True
-        self._transport.write(self._protocol.encode_close(code, reason))
+        self._transport.write(frame)
         # Wait for the peer's close frame, but not forever.
         self._close_timer = self._transport.call_later(
             self._server.close_timeout, self._transport.abort
@@ -89,7 +96,8 @@ class WsConnection(Connection):
         return self._transport.call_later(delay, callback)
 
     def ping(self, payload: bytes = b"") -> None:
-        """Send a ping; the peer's pong arrives as ``on_pong`` if the component has one."""
+        """Send a ping now, ahead of queued messages. The pong is not reported to the
+        component; keepalive (``WsServer(keepalive=...)``) uses pongs to spot dead peers."""
         if not self._closing:
             self._transport.write_urgent(self._protocol.encode_ping(payload))
 
@@ -121,7 +129,9 @@ class WsServer(HttpComponent):
     Options (keyword-only):
 
     ``subprotocols``
-        Subprotocols offered, best first; default: ``component.subprotocols``.
+        Subprotocols this server speaks; default: ``component.subprotocols``. The first
+        subprotocol in the client's list (the client's order of preference) that is also in
+        this one is chosen, as Ratchet does.
     ``strict_subprotocols``
         When the client asks only for subprotocols we do not speak, refuse the handshake with
         400 (default, as Ratchet's ``setStrictSubProtocolCheck(true)``); when false, accept
@@ -152,6 +162,8 @@ class WsServer(HttpComponent):
     ) -> None:
         if compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
+        if max_message_size is not None and max_message_size < 1:
+            raise ValueError(f"max_message_size must be positive or None, not {max_message_size}")
         self.component = component
         self.subprotocols = tuple(
             subprotocols if subprotocols is not None else getattr(component, "subprotocols", ())
@@ -253,7 +265,9 @@ class WsServer(HttpComponent):
             if agreed is not None:
                 deflate, extensions = agreed
         protocol = WebSocketProtocol(max_message_size=self.max_message_size, deflate=deflate)
-        transport.write(
+        # Urgent, so that no control frame (a pong, a ping from on_open, a close after a
+        # protocol error) can be queued ahead of the handshake response.
+        transport.write_urgent(
             accept_response(upgrade.key, subprotocol=subprotocol, extensions=extensions)
         )
         logger.debug(
@@ -364,6 +378,8 @@ def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
     consumers handled as by ``send``. Not a checkpoint.
     """
     shared: bytes | None = None
+    # For str this counts characters, at most the UTF-8 size: a message judged small may go
+    # out uncompressed when compressing would have been allowed, which is always valid.
     size = len(message)
     for conn in connections:
         if type(conn) is WsConnection:

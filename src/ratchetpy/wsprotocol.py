@@ -494,9 +494,11 @@ class WebSocketProtocol:
         if isinstance(data, str):
             payload = data.encode()
             b0 = 0x81
-        else:
+        elif isinstance(data, (bytes, bytearray, memoryview)):
             payload = data if type(data) is bytes else bytes(data)
             b0 = 0x82
+        else:
+            raise TypeError(f"a message is str or bytes, not {type(data).__name__}")
         if self._deflater is not None and len(payload) >= self.compress_min_size:
             payload = self._deflater.compress(payload)
             b0 |= _RSV1
