@@ -157,6 +157,7 @@ async def test_connection_attributes(start_server: Any) -> None:
 
 async def test_async_handlers_run_in_order(start_server: Any) -> None:
     order: list[str] = []
+    closed = trio.Event()
 
     class Slow(MessageComponent):
         async def on_open(self, conn: Connection) -> None:
@@ -171,6 +172,7 @@ async def test_async_handlers_run_in_order(start_server: Any) -> None:
         async def on_close(self, conn: Connection) -> None:
             await trio.sleep(0)
             order.append("close")
+            closed.set()
 
     _, port = await start_server(ws_app(Slow()))
     async with connect(f"ws://127.0.0.1:{port}/") as ws:
@@ -179,8 +181,7 @@ async def test_async_handlers_run_in_order(start_server: Any) -> None:
         for i in range(20):
             assert await ws.recv() == str(i)
     with trio.fail_after(5):
-        while "close" not in order:
-            await trio.sleep(0.01)
+        await closed.wait()
     assert order == ["open", *[str(i) for i in range(20)], "close"]
 
 
