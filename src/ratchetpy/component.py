@@ -99,6 +99,16 @@ class HttpComponent:
         return None
 
 
+def invoke(component: Any, conn: Connection, handler: Any, *args: Any) -> MaybeAwaitable:
+    """Call ``handler(*args)`` on behalf of ``conn``; its exceptions, raised at once or when
+    its awaitable is awaited, go to ``component.on_error``."""
+    try:
+        result = handler(*args)
+    except Exception as exc:
+        return report_error(component, conn, exc)
+    return None if result is None else guarded(component, conn, result)
+
+
 def report_error(component: Any, conn: Connection, exc: Exception) -> MaybeAwaitable:
     """Hand ``exc`` to ``component.on_error``; if that raises too, log it and close with 1011."""
     try:

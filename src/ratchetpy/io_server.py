@@ -268,6 +268,8 @@ class IoServer:
                     break
                 if conn._state:
                     continue  # closing: the layers above have nothing more to read
+                # _call() inlined: this runs once per chunk read, and the coroutine it would
+                # create per call is a measurable share of a small echo's cost.
                 hub.current = conn
                 try:
                     result = on_message(conn, data)

@@ -14,7 +14,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 from ._deflate import negotiate_deflate
-from .component import HttpComponent, MaybeAwaitable, MessageComponent, guarded, report_error
+from .component import (
+    HttpComponent,
+    MaybeAwaitable,
+    MessageComponent,
+    guarded,
+    invoke,
+    report_error,
+)
 from .connection import Connection, Timer, Transport
 from .events import CloseReceived, Message, Ping, Pong, ProtocolFailure
 from .exceptions import RemoteProtocolError
@@ -186,13 +193,7 @@ class WsServer(HttpComponent):
         self._conns[conn] = ws
         if self.keepalive:
             transport.call_later(self.keepalive, lambda: self._keepalive(ws))
-        try:
-            result = self.component.on_open(ws)
-        except Exception as exc:
-            result = report_error(self.component, ws, exc)
-        if result is None:
-            return None
-        return guarded(self.component, ws, result)
+        return invoke(self.component, ws, self.component.on_open, ws)
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
         ws = self._conns.get(conn)
@@ -210,13 +211,7 @@ class WsServer(HttpComponent):
         protocol = ws._protocol
         ws.close_code = protocol.close_code if protocol.close_code is not None else 1006
         ws.close_reason = protocol.close_reason
-        try:
-            result = self.component.on_close(ws)
-        except Exception as exc:
-            result = report_error(self.component, ws, exc)
-        if result is None:
-            return None
-        return guarded(self.component, ws, result)
+        return invoke(self.component, ws, self.component.on_close, ws)
 
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
         ws = self._conns.get(conn)
