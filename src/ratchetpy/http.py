@@ -144,13 +144,14 @@ _ANSWERED: Any = object()  # marks a connection this layer answered itself
 class _Pending:
     """A connection whose request is still being read."""
 
-    __slots__ = ("body", "parser", "request", "timer")
+    __slots__ = ("body", "body_size", "parser", "request", "timer")
 
     def __init__(self, parser: h11.Connection, timer: Timer) -> None:
         self.parser = parser
         self.timer = timer
         self.request: HttpRequest | None = None
         self.body: list[bytes] = []
+        self.body_size = 0
 
 
 class HttpServer:
@@ -242,7 +243,8 @@ class HttpServer:
                         return None
                 elif isinstance(event, h11.Data):
                     pending.body.append(bytes(event.data))
-                    if sum(map(len, pending.body)) > self.max_body_size:
+                    pending.body_size += len(event.data)
+                    if pending.body_size > self.max_body_size:
                         self._reject(conn, 413, f"request body over {self.max_body_size} bytes")
                         return None
                 elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:

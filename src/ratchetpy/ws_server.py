@@ -199,7 +199,7 @@ class WsServer(HttpComponent):
         ws = self._conns.get(conn)
         if ws is None:
             return None
-        return self._dispatch(ws, ws._protocol.receive_data(data), 0)
+        return self._dispatch(ws, ws._protocol.receive_data(data))
 
     def on_close(self, conn: Connection) -> MaybeAwaitable:
         ws = self._conns.pop(conn, None)
@@ -289,8 +289,27 @@ class WsServer(HttpComponent):
 
     # -- frames to handlers ------------------------------------------------------------------
 
-    def _dispatch(self, ws: WsConnection, events: list[Any], start: int) -> MaybeAwaitable:
-        on_message = self.component.on_message
+    def _dispatch(self, ws: WsConnection, events: list[Any]) -> MaybeAwaitable:
+        index, pending = self._deliver(ws, events, 0)
+        if pending is None:
+            return None
+        return self._dispatch_async(ws, events, index, pending)
+
+    async def _dispatch_async(
+        self, ws: WsConnection, events: list[Any], index: int, pending: Any
+    ) -> None:
+        # An async handler returned: await it before the next message, to keep their order.
+        while pending is not None:
+            await guarded(self.component, ws, pending)
+            index, pending = self._deliver(ws, events, index)
+
+    def _deliver(self, ws: WsConnection, events: list[Any], start: int) -> tuple[int, Any]:
+        """Hand events to the component from ``start`` until a handler returns an awaitable.
+
+        Returns the index to go on from and that awaitable (``None`` once all are handled).
+        """
+        component = self.component
+        on_message = component.on_message
         for index in range(start, len(events)):
             event = events[index]
             if type(event) is Message:
@@ -299,31 +318,12 @@ class WsServer(HttpComponent):
                 try:
                     result = on_message(ws, event.data)
                 except Exception as exc:
-                    result = report_error(self.component, ws, exc)
-                if result is not None:
-                    return self._dispatch_async(ws, events, index + 1, result)
-            else:
-                self._control(ws, event)
-        return None
-
-    async def _dispatch_async(
-        self, ws: WsConnection, events: list[Any], start: int, pending: Any
-    ) -> None:
-        component = self.component
-        await guarded(component, ws, pending)
-        for index in range(start, len(events)):
-            event = events[index]
-            if type(event) is Message:
-                if ws._closing:
-                    continue
-                try:
-                    result = component.on_message(ws, event.data)
-                except Exception as exc:
                     result = report_error(component, ws, exc)
                 if result is not None:
-                    await guarded(component, ws, result)
+                    return index + 1, result
             else:
                 self._control(ws, event)
+        return len(events), None
 
     def _control(self, ws: WsConnection, event: Any) -> None:
         transport = ws._transport
