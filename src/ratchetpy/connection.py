@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from .http import HttpRequest
 
-__all__ = ["Connection", "Timer", "Transport"]
+__all__ = ["Connection", "Counters", "Timer", "Transport"]
 
 
 class Timer(Protocol):
@@ -22,6 +22,32 @@ class Timer(Protocol):
 
     def cancel(self) -> None:
         """Stop the callback from running; harmless if it already ran."""
+
+
+class Counters:
+    """Running totals one server keeps for its statistics; every layer adds to them.
+
+    Plain integers bumped inline: counting must cost next to nothing per message.
+    """
+
+    __slots__ = (
+        "bytes_in",
+        "bytes_out",
+        "connections_total",
+        "handshakes_rejected",
+        "messages_in",
+        "messages_out",
+        "slow_consumer_closes",
+    )
+
+    def __init__(self) -> None:
+        self.connections_total = 0  # accepted since start
+        self.bytes_in = 0  # read from sockets (after TLS decryption)
+        self.bytes_out = 0  # handed to the operating system (before TLS encryption)
+        self.messages_in = 0  # WebSocket messages received
+        self.messages_out = 0  # WebSocket messages sent (a broadcast counts one per client)
+        self.slow_consumer_closes = 0  # connections closed or dropped for not reading
+        self.handshakes_rejected = 0  # requests refused before or at the WebSocket upgrade
 
 
 class Connection:
@@ -38,6 +64,8 @@ class Connection:
         :class:`~ratchetpy.HttpServer` has read it; ``None`` on raw TCP connections.
     ``subprotocol``
         The negotiated WebSocket subprotocol, or ``None``.
+    ``secure``
+        True on a TLS connection (``wss://``, ``https://``) served by this server.
 
     Like Ratchet's connections, it takes any attribute you set on it (``conn.user = user``), so
     per-connection data lives on the connection and goes away with it. Names starting with an
@@ -48,6 +76,7 @@ class Connection:
     remote_address: str
     http_request: HttpRequest | None = None
     subprotocol: str | None = None
+    secure: bool = False
 
     def send(self, data: str | bytes) -> None:
         """Queue ``data`` for the peer and return at once; never blocks on a slow peer.
@@ -109,6 +138,9 @@ class Transport(Protocol):
     resource_id: int
     remote_address: str
     http_request: HttpRequest | None
+    secure: bool
+    #: The server's running totals (shared by all its connections).
+    counters: Counters
 
     @property
     def over_write_limit(self) -> bool: ...

@@ -8,7 +8,7 @@ hands the parsed :class:`HttpRequest` to the wrapped :class:`~ratchetpy.HttpComp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
@@ -19,7 +19,7 @@ import h11
 from .component import HttpComponent, MaybeAwaitable
 from .connection import Connection, Timer
 
-__all__ = ["Headers", "HttpRequest", "HttpServer", "http_response"]
+__all__ = ["Headers", "HttpRequest", "HttpResponse", "HttpServer", "http_response"]
 
 logger = logging.getLogger("ratchetpy.http")
 
@@ -81,7 +81,9 @@ class HttpRequest:
     """A parsed request head (Ratchet's ``$conn->httpRequest``).
 
     ``path`` and ``query`` are as sent (percent-encoded); ``query_params`` and ``cookies`` are
-    decoded. ``body`` holds the request body when there was one.
+    decoded. ``body`` holds the request body when there was one. ``path_params`` holds what a
+    route pattern such as ``/rooms/{room}`` captured (decoded). ``scheme`` is ``"https"`` on TLS
+    connections (or when a trusted proxy says so), else ``"http"``.
     """
 
     method: str
@@ -89,6 +91,8 @@ class HttpRequest:
     headers: Headers
     http_version: str = "1.1"
     body: bytes = b""
+    path_params: Mapping[str, str] = field(default_factory=dict)
+    scheme: str = "http"
     path: str = field(init=False)
     query: str = field(init=False)
     cookies: dict[str, str] = field(init=False)
@@ -136,6 +140,38 @@ def http_response(
     if close:
         lines.append("Connection: close")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """A plain HTTP answer. An HTTP component returns one from ``on_open`` to answer a request
+    and leave the connection to :class:`HttpServer`, which writes it (no body for ``HEAD``),
+    keeps the connection alive when the client wants that, and reads the next request.
+
+    ``body`` may be ``str`` (sent as UTF-8). ``headers`` are extra header lines;
+    ``Content-Type`` and ``Content-Length`` are added from ``content_type`` and the body.
+    """
+
+    status: int = 200
+    body: bytes | str = b""
+    content_type: str = "text/plain; charset=utf-8"
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.body, str):
+            object.__setattr__(self, "body", self.body.encode())
+        object.__setattr__(self, "headers", tuple(self.headers))
+
+    @classmethod
+    def error(
+        cls, status: int, why: str, *, headers: Iterable[tuple[str, str]] = ()
+    ) -> HttpResponse:
+        """An error answer whose body says what went wrong: ``"404 Not Found: <why>"``."""
+        try:
+            phrase = HTTPStatus(status).phrase
+        except ValueError:
+            phrase = "Error"
+        return cls(status, f"{status} {phrase}: {why}\n", headers=tuple(headers))
 
 
 _ANSWERED: Any = object()  # marks a connection this layer answered itself
