@@ -9,19 +9,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from .connection import Connection
 
 if TYPE_CHECKING:
-    from .http import HttpRequest
+    from .http import HttpRequest, HttpResponse
 
-__all__ = ["HttpComponent", "MaybeAwaitable", "MessageComponent"]
+__all__ = ["HttpComponent", "HttpDecorator", "HttpResult", "MaybeAwaitable", "MessageComponent"]
 
 logger = logging.getLogger("ratchetpy")
 
 #: What a handler returns: ``None`` from a plain method, an awaitable from an ``async def``.
 MaybeAwaitable = Awaitable[Any] | None
+
+#: What :meth:`HttpComponent.on_open` returns: a response to send (the connection stays with
+#: :class:`~ratchetpy.HttpServer`), ``None`` (the component took the connection over), or an
+#: awaitable of either from an ``async def``.
+HttpResult = Union["HttpResponse", Awaitable[Any], None]
 
 
 class MessageComponent:
@@ -70,13 +75,25 @@ class HttpComponent:
 
     Ratchet's ``HttpServerInterface``.
 
-    ``on_open`` receives the parsed request, body included (``request.body``). Bytes that
-    follow the request on the connection (WebSocket frames after an upgrade) arrive through
-    ``on_message``.
+    ``on_open`` receives the parsed request, body included (``request.body``). It answers in
+    one of two ways:
+
+    * return an :class:`~ratchetpy.HttpResponse`: :class:`~ratchetpy.HttpServer` sends it and
+      keeps the connection for the client's next request (keep-alive); no other handler of
+      this component is called for that request;
+    * return ``None`` and own the connection, as Ratchet's HTTP components do
+      (``conn.send(http_response(...))`` then ``conn.close()``) and as
+      :class:`~ratchetpy.WsServer` does after an upgrade. Bytes that follow the request then
+      arrive through ``on_message``, and ``on_close`` tells when the connection is gone.
+
+    ``methods``, when a component sets it, lists the methods it serves; a
+    :class:`~ratchetpy.Router` answers 405 for the others.
     """
 
-    def on_open(self, conn: Connection, request: HttpRequest) -> MaybeAwaitable:
-        """A request arrived. Answer with ``conn.send(...)`` and ``conn.close()``."""
+    methods: tuple[str, ...] | None = None
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
+        """A request arrived: return an ``HttpResponse``, or take the connection over."""
         return None
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
@@ -97,6 +114,56 @@ class HttpComponent:
         )
         conn.close()
         return None
+
+
+class HttpDecorator(HttpComponent):
+    """An HTTP component that wraps another and passes everything through (Ratchet's
+    decorators, such as ``OriginCheck``). Subclasses override ``on_open`` to refuse requests
+    or look at them, and call ``super().on_open`` to let them through.
+    """
+
+    def __init__(self, component: HttpComponent) -> None:
+        self.component = component
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
+        return self.component.on_open(conn, request)
+
+    def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
+        return self.component.on_message(conn, data)
+
+    def on_close(self, conn: Connection) -> MaybeAwaitable:
+        return self.component.on_close(conn)
+
+    def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
+        return self.component.on_error(conn, exc)
+
+    def on_shutdown(
+        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
+    ) -> None:
+        on_shutdown = getattr(self.component, "on_shutdown", None)
+        if on_shutdown is None:
+            conn.close(code, reason)
+        else:
+            on_shutdown(conn, code, reason)
+
+    def delegate(self, conn: Connection) -> HttpComponent | None:
+        """The component that receives ``conn``'s bytes once it was taken over.
+
+        :class:`~ratchetpy.HttpServer` follows these links after a hand-over and sends the
+        connection's data straight to the last one, so stacked decorators cost nothing per
+        message. A decorator that wants to see every message returns ``None``.
+        """
+        return self.component
+
+
+def delegate_chain(component: Any, conn: Connection) -> Any:
+    """The innermost component that takes ``conn``'s messages, following ``delegate`` links."""
+    while True:
+        delegate = getattr(component, "delegate", None)
+        inner = None if delegate is None else delegate(conn)
+        if inner is None:
+            return component
+        component = inner
 
 
 def invoke(component: Any, conn: Connection, handler: Any, *args: Any) -> MaybeAwaitable:

@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from http import HTTPStatus
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import h11
 
-from .component import HttpComponent, MaybeAwaitable
+from .component import HttpComponent, MaybeAwaitable, delegate_chain
 from .connection import Connection, Timer
+
+if TYPE_CHECKING:
+    from .proxy import TrustedProxies
 
 __all__ = ["Headers", "HttpRequest", "HttpResponse", "HttpServer", "http_response"]
 
@@ -113,6 +116,13 @@ class HttpRequest:
         return self.headers.get(name, default)
 
 
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
+
+
 def http_response(
     status: int,
     body: bytes | str = b"",
@@ -128,11 +138,7 @@ def http_response(
     """
     if isinstance(body, str):
         body = body.encode()
-    try:
-        reason = HTTPStatus(status).phrase
-    except ValueError:
-        reason = ""
-    lines = [f"HTTP/1.1 {status} {reason}"]
+    lines = [f"HTTP/1.1 {status} {_reason(status)}"]
     lines.extend(f"{name}: {value}" for name, value in headers)
     if body or (status not in (204, 304) and status >= 200):
         lines.append(f"Content-Type: {content_type}")
@@ -174,24 +180,34 @@ class HttpResponse:
         return cls(status, f"{status} {phrase}: {why}\n", headers=tuple(headers))
 
 
-_ANSWERED: Any = object()  # marks a connection this layer answered itself
+#: Statuses whose responses never carry a body (RFC 9110 section 6.4.1).
+_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 class _Pending:
-    """A connection whose request is still being read."""
+    """A connection whose next request is being read (the first, or the next on keep-alive)."""
 
-    __slots__ = ("body", "body_size", "parser", "request", "timer")
+    __slots__ = ("body", "body_size", "idle", "parser", "peer", "request", "timer")
 
-    def __init__(self, parser: h11.Connection, timer: Timer) -> None:
+    def __init__(self, parser: h11.Connection, timer: Timer, peer: str) -> None:
         self.parser = parser
+        self.peer = peer  # the socket's peer, before any proxy header rewrote remote_address
         self.timer = timer
         self.request: HttpRequest | None = None
         self.body: list[bytes] = []
         self.body_size = 0
+        self.idle = False  # kept alive after a response, no byte of a new request yet
 
 
 class HttpServer:
-    """Parse each connection's request head and hand it to ``component``.
+    """Parse each connection's requests and hand them to ``component``.
+
+    The component's ``on_open(conn, request)`` either answers by *returning* an
+    :class:`HttpResponse` (or an ``async def`` returning one), and this layer writes it and
+    reads the next request on the same connection (keep-alive, pipelining and ``HEAD``
+    handled here); or it returns ``None`` and takes the connection over, as
+    :class:`~ratchetpy.WsServer` does after an upgrade and as Ratchet's HTTP components do when
+    they ``send`` a response and ``close``.
 
     Options (keyword-only):
 
@@ -202,8 +218,15 @@ class HttpServer:
     ``max_body_size``
         Bytes a request body may have (default 1 MiB); more gets 413.
     ``request_timeout``
-        Seconds a client has to send its whole request (default 10); then it gets 408 and is
+        Seconds a client has to send a whole request (default 10); then it gets 408 and is
         dropped, so an idle or trickling client cannot hold a connection slot.
+    ``keep_alive_timeout``
+        Seconds a kept-alive connection may sit idle between requests (default 5); then it is
+        closed quietly, as browsers expect.
+    ``trusted_proxies``
+        A :class:`~ratchetpy.proxy.TrustedProxies` (or addresses and networks to build one):
+        requests arriving from these peers have ``conn.remote_address`` and ``request.scheme``
+        taken from their ``Forwarded`` / ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers.
     """
 
     def __init__(
@@ -214,38 +237,57 @@ class HttpServer:
         max_headers: int = 100,
         max_body_size: int = 2**20,
         request_timeout: float = 10.0,
+        keep_alive_timeout: float = 5.0,
+        trusted_proxies: TrustedProxies | Iterable[str] | None = None,
     ) -> None:
         self.component = component
         self.max_head_size = max_head_size
         self.max_headers = max_headers
         self.max_body_size = max_body_size
         self.request_timeout = request_timeout
-        # _Pending while the request is read, None once handed over; absent once answered here.
-        self._conns: dict[Connection, _Pending | None] = {}
+        self.keep_alive_timeout = keep_alive_timeout
+        if trusted_proxies is not None:
+            from .proxy import TrustedProxies
+
+            if not isinstance(trusted_proxies, TrustedProxies):
+                entries = list(trusted_proxies)
+                trusted_proxies = TrustedProxies(entries) if entries else None
+        self.trusted_proxies: TrustedProxies | None = trusted_proxies
+        # _Pending while a request is read; once handed over, the on_message of the component
+        # that took the connection (past pass-through decorators); absent once answered here.
+        self._conns: dict[Connection, Any] = {}
 
     # -- component interface (driven by IoServer) ------------------------------------------
 
     def on_open(self, conn: Connection) -> MaybeAwaitable:
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head_size)
         timer = conn.call_later(self.request_timeout, lambda: self._timed_out(conn))
-        self._conns[conn] = _Pending(parser, timer)
+        self._conns[conn] = _Pending(parser, timer, conn.remote_address)
         return None
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
-        pending = self._conns.get(conn, _ANSWERED)
-        if pending is None:
-            return self.component.on_message(conn, data)
-        if pending is _ANSWERED:
-            return None  # answered here and closing: nothing more to read
-        return self._receive(conn, pending, data)
+        pending = self._conns.get(conn)
+        if pending.__class__ is not _Pending:
+            if pending is None:
+                return None  # answered here and closing: nothing more to read
+            return pending(conn, data)  # type: ignore[no-any-return]
+        if pending.idle:
+            pending.idle = False
+            pending.timer.cancel()
+            pending.timer = conn.call_later(self.request_timeout, lambda: self._timed_out(conn))
+        try:
+            pending.parser.receive_data(data)
+        except h11.RemoteProtocolError as exc:  # data after the peer's end of stream
+            self._reject(conn, exc.error_status_hint, f"malformed request: {exc}")
+            return None
+        return self._process(conn, pending)
 
     def on_close(self, conn: Connection) -> MaybeAwaitable:
-        pending = self._conns.pop(conn, _ANSWERED)
-        if pending is None:
-            return self.component.on_close(conn)
+        pending = self._conns.pop(conn, None)
         if isinstance(pending, _Pending):
             pending.timer.cancel()
-        return None
+            return None
+        return None if pending is None else self.component.on_close(conn)
 
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
         if self._handed_over(conn):
@@ -254,22 +296,25 @@ class HttpServer:
         self._reject(conn, 500, "internal error while reading the request")
         return None
 
-    def on_shutdown(self, conn: Connection) -> None:
+    def on_shutdown(
+        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
+    ) -> None:
         on_shutdown = getattr(self.component, "on_shutdown", None)
         if on_shutdown is not None and self._handed_over(conn):
-            on_shutdown(conn)
+            on_shutdown(conn, code, reason)
         else:
             conn.close()
 
     # -- internals -------------------------------------------------------------------------
 
     def _handed_over(self, conn: Connection) -> bool:
-        return conn in self._conns and self._conns[conn] is None
+        state = self._conns.get(conn)
+        return state is not None and not isinstance(state, _Pending)
 
-    def _receive(self, conn: Connection, pending: _Pending, data: bytes) -> MaybeAwaitable:
+    def _process(self, conn: Connection, pending: _Pending) -> MaybeAwaitable:
+        """Turn the bytes h11 holds into requests and dispatch them, one at a time."""
         parser = pending.parser
         try:
-            parser.receive_data(data)
             while True:
                 event = parser.next_event()
                 if event is h11.NEED_DATA:
@@ -284,7 +329,9 @@ class HttpServer:
                         self._reject(conn, 413, f"request body over {self.max_body_size} bytes")
                         return None
                 elif isinstance(event, h11.EndOfMessage) or event is h11.PAUSED:
-                    return self._hand_over(conn, pending)
+                    result = self._dispatch(conn, pending)
+                    if result is not _NEXT_REQUEST:
+                        return result  # type: ignore[no-any-return]
                 elif isinstance(event, h11.ConnectionClosed):
                     conn.close()
                     return None
@@ -312,51 +359,138 @@ class HttpServer:
         if length is not None and length.isdigit() and int(length) > self.max_body_size:
             self._reject(conn, 413, f"request body over {self.max_body_size} bytes")
             return False
+        scheme = "https" if conn.secure else "http"
+        proxies = self.trusted_proxies
+        if proxies is not None:
+            # Per request: a proxy may send requests of different clients on one connection.
+            conn.remote_address, scheme = proxies.resolve(pending.peer, headers, scheme)
         pending.request = HttpRequest(
             method=event.method.decode("ascii"),
             target=event.target.decode("latin-1"),
             headers=headers,
             http_version=event.http_version.decode("ascii"),
+            scheme=scheme,
         )
         return True
 
-    def _hand_over(self, conn: Connection, pending: _Pending) -> MaybeAwaitable:
+    def _dispatch(self, conn: Connection, pending: _Pending) -> Any:
+        """Hand a complete request to the component; _NEXT_REQUEST if it was answered here."""
         request = pending.request
         assert request is not None
         if pending.body:
-            request = HttpRequest(
-                method=request.method,
-                target=request.target,
-                headers=request.headers,
-                http_version=request.http_version,
-                body=b"".join(pending.body),
-            )
+            request = replace(request, body=b"".join(pending.body))
         pending.timer.cancel()
-        trailing = bytes(pending.parser.trailing_data[0])
-        self._conns[conn] = None
+        # The component's until it answers with a response.
+        self._conns[conn] = self.component.on_message
         conn.http_request = request
-        opened = self.component.on_open(conn, request)
-        if not trailing:
-            return opened
-        if opened is None:
-            return self.component.on_message(conn, trailing)
-        return self._open_then_feed(conn, opened, trailing)
+        try:
+            result = self.component.on_open(conn, request)
+        except Exception as exc:
+            self._handler_failed(conn, request, exc)
+            return None
+        if isinstance(result, HttpResponse):
+            return _NEXT_REQUEST if self._respond(conn, pending, request, result) else None
+        if result is None:
+            return self._feed_trailing(conn, pending)
+        return self._await_answer(conn, pending, request, result)
 
-    async def _open_then_feed(self, conn: Connection, opened: Any, trailing: bytes) -> None:
-        await opened
-        more = self.component.on_message(conn, trailing)
+    async def _await_answer(
+        self, conn: Connection, pending: _Pending, request: HttpRequest, opened: Any
+    ) -> None:
+        try:
+            result = await opened
+        except Exception as exc:
+            self._handler_failed(conn, request, exc)
+            return
+        if isinstance(result, HttpResponse):
+            if self._respond(conn, pending, request, result):
+                more = self._process(conn, pending)
+                if more is not None:
+                    await more
+            return
+        more = self._feed_trailing(conn, pending)
         if more is not None:
             await more
+
+    def _feed_trailing(self, conn: Connection, pending: _Pending) -> MaybeAwaitable:
+        """The component took the connection: bytes read past the request are now its."""
+        if conn not in self._conns:
+            return None  # closed while the component opened it
+        on_message = delegate_chain(self.component, conn).on_message
+        self._conns[conn] = on_message
+        trailing = bytes(pending.parser.trailing_data[0])
+        if not trailing or conn.closed:
+            return None
+        return on_message(conn, trailing)  # type: ignore[no-any-return]
+
+    def _respond(
+        self, conn: Connection, pending: _Pending, request: HttpRequest, response: HttpResponse
+    ) -> bool:
+        """Write ``response``; True if the connection stays open for another request."""
+        self._conns[conn] = pending
+        parser = pending.parser
+        body = response.body
+        assert isinstance(body, bytes)
+        headers = list(response.headers)
+        if response.status not in _NO_BODY_STATUSES:
+            headers.append(("Content-Type", response.content_type))
+            headers.append(("Content-Length", str(len(body))))
+        try:
+            head = parser.send(
+                h11.Response(
+                    status_code=response.status, headers=headers, reason=_reason(response.status)
+                )
+            )
+        except h11.LocalProtocolError as exc:
+            # The component built a response HTTP cannot carry: its bug, not the client's.
+            logger.error("invalid response %r for %s: %s", response, request.target, exc)
+            self._reject(conn, 500, "the server built an invalid response")
+            return False
+        assert head is not None
+        if body and request.method != "HEAD" and response.status not in _NO_BODY_STATUSES:
+            head += parser.send(h11.Data(data=body)) or b""
+        conn.send(head + (parser.send(h11.EndOfMessage()) or b""))
+        if parser.our_state is not h11.DONE or conn.closed:
+            self._conns.pop(conn, None)
+            conn.close()
+            return False
+        parser.start_next_cycle()
+        pending.request = None
+        pending.body = []
+        pending.body_size = 0
+        pending.idle = True
+        pending.timer = conn.call_later(self.keep_alive_timeout, lambda: self._timed_out(conn))
+        return True
+
+    def _handler_failed(self, conn: Connection, request: HttpRequest, exc: Exception) -> None:
+        # Raised while answering a request, before anything was sent: the client gets a 500
+        # rather than a dropped connection, and the traceback goes to the log.
+        logger.error(
+            "error answering %s %s from %s",
+            request.method,
+            request.path,
+            conn.remote_address,
+            exc_info=exc,
+        )
+        self._reject(conn, 500, "internal server error")
 
     def _reject(self, conn: Connection, status: int, why: str) -> None:
         logger.info("HTTP %d to %s: %s", status, conn.remote_address, why)
         pending = self._conns.pop(conn, None)
-        if pending is not None:
+        if isinstance(pending, _Pending):
             pending.timer.cancel()
-        phrase = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "Error"
-        conn.send(http_response(status, f"{status} {phrase}: {why}\n"))
+        conn.send(http_response(status, HttpResponse.error(status, why).body))
         conn.close()
 
     def _timed_out(self, conn: Connection) -> None:
-        if isinstance(self._conns.get(conn), _Pending):
+        pending = self._conns.get(conn)
+        if not isinstance(pending, _Pending):
+            return
+        if pending.idle:
+            self._conns.pop(conn, None)
+            conn.close()
+        else:
             self._reject(conn, 408, f"the request did not arrive within {self.request_timeout:g} s")
+
+
+_NEXT_REQUEST: Any = object()  # _dispatch answered the request; go on reading

@@ -3,55 +3,228 @@
 .. code-block:: python
 
     router = Router({"/chat": WsServer(Chat()), "/": Page(html)})
+    router.add("/rooms/{room}", WsServer(Rooms()))
+    router.add("/assets/{path:path}", StaticFiles("public"))
     IoServer.factory(HttpServer(router), 8080).run()
 
-Paths match exactly (``request.path``, without the query string). A request for a path with no
-component gets 404 with a body naming the path and the paths that exist.
+A pattern segment ``{name}`` matches one path segment; ``{name:path}`` matches the rest of the
+path, slashes included. What they capture is percent-decoded and reaches the component as
+``request.path_params``. Routes without patterns are tried first, then patterns in the order
+they were added.
+
+Every refusal says why in its body: 404 names the path (and the host, when routes are
+restricted to other hosts), 405 lists the methods the path accepts in ``Allow``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+import re
+from collections.abc import Awaitable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import unquote
 
 from .component import HttpComponent, MaybeAwaitable
 from .connection import Connection
-from .http import HttpRequest, http_response
+from .http import HttpRequest, HttpResponse
 
-__all__ = ["Page", "Router"]
+__all__ = ["Page", "Route", "Router"]
 
 logger = logging.getLogger("ratchetpy.http")
 
+_PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(?::(path))?\}$")
+
+
+@dataclass(frozen=True)
+class Route:
+    """One entry of a :class:`Router`: where it matches and what serves it."""
+
+    path: str
+    component: HttpComponent
+    #: Methods it accepts (upper case; ``GET`` implies ``HEAD``), or ``None`` for any.
+    methods: frozenset[str] | None = None
+    #: The ``Host`` (without port) it serves, ``*.example.com`` for subdomains, or ``None``.
+    http_host: str | None = None
+
+    def match(self, segments: list[str]) -> dict[str, str] | None:
+        """The path parameters if ``segments`` (decoded path segments) match, else ``None``."""
+        pattern = _split(self.path)
+        params: dict[str, str] = {}
+        for index, part in enumerate(pattern):
+            param = _PARAM.match(part)
+            if param is not None and param.group(2) == "path":
+                params[param.group(1)] = "/".join(segments[index:])
+                return params
+            if index >= len(segments):
+                return None
+            if param is not None:
+                if not segments[index]:
+                    return None
+                params[param.group(1)] = segments[index]
+            elif part != segments[index]:
+                return None
+        return params if len(segments) == len(pattern) else None
+
+    def serves_host(self, host: str) -> bool:
+        wanted = self.http_host
+        if wanted is None:
+            return True
+        if wanted.startswith("*."):
+            return host.endswith(wanted[1:]) and len(host) > len(wanted) - 1
+        return host == wanted
+
+    def allows(self, method: str) -> bool:
+        methods = self.methods
+        if methods is None or method in methods:
+            return True
+        return method == "HEAD" and "GET" in methods
+
+
+def _split(path: str) -> list[str]:
+    return path.split("/")[1:]
+
+
+def _request_host(request: HttpRequest) -> str:
+    host = (request.header("host") or "").strip().lower()
+    if host.startswith("["):  # IPv6 literal: the port follows the bracket
+        return host.partition("]")[0] + "]"
+    return host.rpartition(":")[0] if ":" in host else host
+
 
 class Router(HttpComponent):
-    """Dispatch requests by exact path to HTTP components such as :class:`~ratchetpy.WsServer`."""
+    """Dispatch requests by path (and optionally method and host) to HTTP components.
+
+    ``routes`` maps paths to components, as in Ratchet; :meth:`add` takes the options.
+    """
 
     def __init__(self, routes: Mapping[str, HttpComponent] | None = None) -> None:
-        self.routes: dict[str, HttpComponent] = {}
+        self._exact: dict[str, list[Route]] = {}
+        self._patterns: list[Route] = []
         for path, component in (routes or {}).items():
             self.add(path, component)
         self._conns: dict[Connection, HttpComponent] = {}
 
-    def add(self, path: str, component: HttpComponent) -> None:
-        """Serve ``component`` at ``path``; a later call for the same path replaces it."""
+    @property
+    def routes(self) -> list[Route]:
+        """Every route, in the order they are tried."""
+        exact = [route for routes in self._exact.values() for route in routes]
+        return exact + self._patterns
+
+    def add(
+        self,
+        path: str,
+        component: HttpComponent,
+        *,
+        methods: Iterable[str] | None = None,
+        http_host: str | None = None,
+    ) -> Route:
+        """Serve ``component`` at ``path`` (a pattern may hold ``{name}`` / ``{name:path}``).
+
+        ``methods`` limits the methods (others get 405); by default the component's own
+        ``methods`` attribute applies if it has one, else any method reaches it. ``http_host``
+        limits the route to requests for that host. Adding the same path, methods and host
+        again replaces the earlier route.
+        """
         if not path.startswith("/"):
             raise ValueError(f"route paths start with '/': {path!r}")
-        self.routes[path] = component
+        parts = _split(path)
+        for index, part in enumerate(parts):
+            if "{" in part or "}" in part:
+                param = _PARAM.match(part)
+                if param is None:
+                    raise ValueError(f"bad pattern segment {part!r} in route {path!r}")
+                if param.group(2) == "path" and index != len(parts) - 1:
+                    raise ValueError(f"{{{param.group(1)}:path}} must end the route: {path!r}")
+        if methods is None:
+            methods = getattr(component, "methods", None)
+        route = Route(
+            path=path,
+            component=component,
+            methods=None if methods is None else frozenset(m.upper() for m in methods),
+            http_host=None if http_host is None else http_host.lower(),
+        )
+        same = [route.path, route.methods, route.http_host]
+        is_pattern = "{" in path
+        table = self._patterns if is_pattern else self._exact.setdefault(path, [])
+        for index, existing in enumerate(table):
+            if [existing.path, existing.methods, existing.http_host] == same:
+                table[index] = route
+                return route
+        table.append(route)
+        return route
 
-    def on_open(self, conn: Connection, request: HttpRequest) -> MaybeAwaitable:
-        component = self.routes.get(request.path)
-        if component is None:
-            known = ", ".join(sorted(self.routes)) or "none"
-            logger.info("HTTP 404 to %s: no route for %s", conn.remote_address, request.path)
-            conn.send(
-                http_response(
-                    404, f"404 Not Found: no route for {request.path} (routes: {known})\n"
-                )
+    def resolve(self, request: HttpRequest) -> tuple[Route, dict[str, str]] | HttpResponse:
+        """The route for ``request`` and its path parameters, or the error response to send."""
+        try:
+            segments = [unquote(part, errors="strict") for part in _split(request.path)]
+        except UnicodeDecodeError:
+            return HttpResponse.error(400, f"the path {request.path} is not valid UTF-8")
+        host = _request_host(request)
+        allowed: set[str] = set()
+        other_hosts: set[str] = set()
+        candidates = self._exact.get("/" + "/".join(segments), [])
+        for route in [*candidates, *self._patterns]:
+            params = {} if route in candidates else route.match(segments)
+            if params is None:
+                continue
+            if not route.serves_host(host):
+                other_hosts.add(route.http_host or "")
+                continue
+            if route.allows(request.method):
+                return route, params
+            assert route.methods is not None
+            allowed |= route.methods
+        if allowed:
+            if "GET" in allowed:
+                allowed.add("HEAD")
+            allow = ", ".join(sorted(allowed))
+            return HttpResponse.error(
+                405,
+                f"{request.method} is not allowed for {request.path} (allowed: {allow})",
+                headers=[("Allow", allow)],
             )
-            conn.close()
-            return None
+        if other_hosts:
+            hosts = ", ".join(sorted(other_hosts))
+            return HttpResponse.error(
+                404,
+                f"no route for {request.path} on host {host or '(none)'!r}; "
+                f"this path is served for host {hosts}",
+            )
+        return HttpResponse.error(404, f"no route for {request.path}")
+
+    # -- component interface ---------------------------------------------------------------
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> Any:
+        found = self.resolve(request)
+        if isinstance(found, HttpResponse):
+            logger.info(
+                "HTTP %d to %s: %s %s",
+                found.status,
+                conn.remote_address,
+                request.method,
+                request.path,
+            )
+            return found
+        route, params = found
+        if params:
+            request = replace(request, path_params=params)
+            conn.http_request = request
+        component = route.component
         self._conns[conn] = component
-        return component.on_open(conn, request)
+        result = component.on_open(conn, request)
+        if isinstance(result, HttpResponse):
+            del self._conns[conn]  # answered: the next request on this connection may go elsewhere
+            return result
+        if result is None:
+            return None
+        return self._settle(conn, result)
+
+    async def _settle(self, conn: Connection, result: Awaitable[Any]) -> Any:
+        answer = await result
+        if isinstance(answer, HttpResponse):
+            self._conns.pop(conn, None)
+        return answer
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
         component = self._conns.get(conn)
@@ -67,16 +240,24 @@ class Router(HttpComponent):
             return super().on_error(conn, exc)
         return component.on_error(conn, exc)
 
-    def on_shutdown(self, conn: Connection) -> None:
+    def delegate(self, conn: Connection) -> HttpComponent | None:
+        """The route's component that took ``conn`` over (see :class:`HttpDecorator`)."""
+        return self._conns.get(conn)
+
+    def on_shutdown(
+        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
+    ) -> None:
         on_shutdown = getattr(self._conns.get(conn), "on_shutdown", None)
         if on_shutdown is None:
-            conn.close()
+            conn.close(code, reason)
         else:
-            on_shutdown(conn)
+            on_shutdown(conn, code, reason)
 
 
 class Page(HttpComponent):
     """Answer GET and HEAD with a fixed body (a page, a script); other methods get 405."""
+
+    methods = ("GET", "HEAD")
 
     def __init__(
         self, body: bytes | str, *, content_type: str = "text/html; charset=utf-8"
@@ -84,24 +265,11 @@ class Page(HttpComponent):
         self.body = body.encode() if isinstance(body, str) else body
         self.content_type = content_type
 
-    def on_open(self, conn: Connection, request: HttpRequest) -> MaybeAwaitable:
-        if request.method not in ("GET", "HEAD"):
-            conn.send(
-                http_response(
-                    405,
-                    f"405 Method Not Allowed: {request.method}\n",
-                    headers=[("Allow", "GET, HEAD")],
-                )
+    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResponse:
+        if request.method not in self.methods:
+            return HttpResponse.error(
+                405, f"{request.method} is not allowed here", headers=[("Allow", "GET, HEAD")]
             )
-        else:
-            response = http_response(
-                200,
-                self.body,
-                content_type=self.content_type,
-                headers=[("Cache-Control", "no-cache")],
-            )
-            if request.method == "HEAD":
-                response = response[: len(response) - len(self.body)]
-            conn.send(response)
-        conn.close()
-        return None
+        return HttpResponse(
+            200, self.body, content_type=self.content_type, headers=(("Cache-Control", "no-cache"),)
+        )
