@@ -1,0 +1,201 @@
+"""OriginCheck, IpBlackList and ConnectionLimits: unit checks without sockets, then the
+refusals as a real client sees them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+from websockets.exceptions import InvalidStatus
+from websockets.trio.client import connect
+
+from ratchetpy import (
+    Connection,
+    ConnectionLimits,
+    Headers,
+    HttpComponent,
+    HttpRequest,
+    HttpResponse,
+    HttpServer,
+    IpBlackList,
+    MessageComponent,
+    OriginCheck,
+    WsServer,
+)
+
+
+def request(
+    origin: str | None, host: str = "localhost:8080", *, upgrade: bool = False
+) -> HttpRequest:
+    headers = [("Host", host)]
+    if origin is not None:
+        headers.append(("Origin", origin))
+    if upgrade:
+        headers.append(("Upgrade", "websocket"))
+    return HttpRequest(method="GET", target="/", headers=Headers(headers))
+
+
+@pytest.mark.parametrize(
+    ("allowed", "origin", "host", "ok"),
+    [
+        ([], "http://localhost:8080", "localhost:8080", True),  # same origin
+        ([], "https://example.com", "example.com", True),  # same origin, default ports
+        ([], "https://example.com", "example.com:443", True),
+        ([], "http://localhost:8081", "localhost:8080", False),  # other port: other origin
+        ([], "http://evil.com", "localhost:8080", False),
+        ([], None, "localhost:8080", True),  # non-browser clients
+        ([], "null", "localhost:8080", False),  # sandboxed frames, file: pages
+        (["example.com"], "https://example.com:9999", "localhost", True),  # Ratchet's form
+        (["example.com"], "https://sub.example.com", "localhost", False),
+        (["*.example.com"], "https://sub.example.com", "localhost", True),
+        (["*.example.com"], "https://evilexample.com", "localhost", False),
+        (["example.com:8443"], "https://example.com:8443", "localhost", True),
+        (["example.com:8443"], "https://example.com", "localhost", False),
+        (["https://example.com"], "https://example.com", "localhost", True),
+        (["https://example.com"], "http://example.com", "localhost", False),
+        (["https://example.com:8443"], "https://EXAMPLE.com:8443", "localhost", True),
+        (["*"], "http://anything.test", "localhost", True),
+        ([], "http://[::1]:8080", "[::1]:8080", True),
+    ],
+)
+def test_origin_rules(allowed: list[str], origin: str | None, host: str, ok: bool) -> None:
+    check = OriginCheck(HttpComponent(), allowed)
+    assert (check.refusal(request(origin, host)) is None) is ok
+
+
+def test_origin_refusal_says_what_is_allowed() -> None:
+    check = OriginCheck(HttpComponent(), ["example.com"])
+    why = check.refusal(request("http://evil.com"))
+    assert why is not None
+    assert "'http://evil.com' is not allowed" in why
+    assert "same origin (localhost:8080)" in why and "'example.com'" in why
+    strict = OriginCheck(HttpComponent(), [], allow_missing=False)
+    assert strict.refusal(request(None)) == "the request has no Origin header"
+
+
+class Recorder(HttpComponent):
+    def __init__(self) -> None:
+        self.opened: list[Connection] = []
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> None:
+        self.opened.append(conn)
+
+
+class FakeConn(Connection):
+    def __init__(self, address: str, resource_id: int = 1) -> None:
+        self.resource_id = resource_id
+        self.remote_address = address
+        self.closed_with: tuple[int, str] | None = None
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_with = (code, reason)
+
+
+def test_blacklist_addresses_and_networks() -> None:
+    blacklist = IpBlackList(Recorder(), ["10.0.0.0/8", "192.0.2.7"])
+    assert blacklist.is_blocked("10.1.2.3")
+    assert blacklist.is_blocked("::ffff:10.1.2.3")  # IPv4-mapped is the same client
+    assert blacklist.is_blocked("192.0.2.7")
+    assert not blacklist.is_blocked("192.0.2.8")
+    blacklist.block("2001:db8::/32")
+    assert blacklist.is_blocked("2001:db8::1")
+    blacklist.unblock("10.0.0.0/8")
+    assert not blacklist.is_blocked("10.1.2.3")
+    assert blacklist.blocked == ["192.0.2.7", "2001:db8::/32"]
+    with pytest.raises(ValueError, match="not an IP address"):
+        blacklist.block("example.com")
+
+
+def test_blacklist_refuses_and_closes_existing() -> None:
+    inner = Recorder()
+    blacklist = IpBlackList(inner)
+    good, bad = FakeConn("198.51.100.1", 1), FakeConn("203.0.113.9", 2)
+    assert blacklist.on_open(good, request(None)) is None
+    assert blacklist.on_open(bad, request(None)) is None
+    blacklist.block("203.0.113.0/24")
+    assert bad.closed_with == (1008, "address blocked") and good.closed_with is None
+    refused = blacklist.on_open(FakeConn("203.0.113.10", 3), request(None))
+    assert isinstance(refused, HttpResponse) and refused.status == 403
+    # At the raw level (in front of HttpServer) a blocked client is just dropped.
+    raw = FakeConn("203.0.113.11", 4)
+    assert blacklist.on_open(raw) is None and raw.closed_with == (1000, "")
+    assert inner.opened == [good, bad]
+
+
+def test_per_ip_limit_counts_open_connections() -> None:
+    limits = ConnectionLimits(Recorder(), max_per_ip=2)
+    conns = [FakeConn("198.51.100.1", n) for n in range(3)]
+    assert limits.on_open(conns[0], request(None)) is None
+    assert limits.on_open(conns[1], request(None)) is None
+    refused = limits.on_open(conns[2], request(None))
+    assert isinstance(refused, HttpResponse) and refused.status == 429
+    assert b"already has 2 open connections" in bytes(refused.body)
+    assert limits.on_open(FakeConn("198.51.100.2"), request(None)) is None  # another client
+    limits.on_close(conns[0])
+    assert limits.on_open(conns[2], request(None)) is None
+    assert limits.open_count("198.51.100.1") == 2
+
+
+def test_handshake_rate_is_a_token_bucket() -> None:
+    now = [0.0]
+    limits = ConnectionLimits(Recorder(), handshake_rate=(3, 1.0), clock=lambda: now[0])
+    conn = FakeConn("198.51.100.1")
+    results = [limits.on_open(conn, request(None, upgrade=True)) for _ in range(4)]
+    assert results[:3] == [None, None, None]
+    refused = results[3]
+    assert isinstance(refused, HttpResponse) and refused.status == 429
+    assert dict(refused.headers)["Retry-After"] == "1"
+    # Plain requests do not spend tokens; other addresses have their own bucket.
+    assert limits.on_open(conn, request(None)) is None
+    assert limits.on_open(FakeConn("198.51.100.2"), request(None, upgrade=True)) is None
+    now[0] = 0.34  # one token back (3 per second)
+    assert limits.on_open(conn, request(None, upgrade=True)) is None
+    assert isinstance(limits.on_open(conn, request(None, upgrade=True)), HttpResponse)
+
+
+def test_handshake_buckets_stay_bounded_under_a_flood() -> None:
+    now = [0.0]
+    limits = ConnectionLimits(Recorder(), handshake_rate=(1, 60.0), clock=lambda: now[0])
+    limits.max_tracked_addresses = 100
+    for n in range(1000):
+        now[0] += 0.001
+        limits.on_open(FakeConn(f"10.0.{n // 256}.{n % 256}"), request(None, upgrade=True))
+    assert len(limits._buckets) <= 100
+
+
+class Echo(MessageComponent):
+    def on_message(self, conn: Connection, msg: Any) -> None:
+        conn.send(msg)
+
+
+async def test_refusals_over_a_real_websocket_client(start_server: Any) -> None:
+    blacklist = IpBlackList(
+        ConnectionLimits(
+            OriginCheck(WsServer(Echo()), ["allowed.test"]),
+            max_per_ip=1,
+        )
+    )
+    server, port = await start_server(HttpServer(blacklist))
+    url = f"ws://127.0.0.1:{port}/"
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url, origin="http://evil.test"):  # type: ignore[arg-type]
+            pass
+    assert info.value.response.status_code == 403
+    assert b"'http://evil.test' is not allowed" in info.value.response.body
+    async with connect(url, origin="http://allowed.test") as ws:  # type: ignore[arg-type]
+        await ws.send("hi")
+        assert await ws.recv() == "hi"
+        with pytest.raises(InvalidStatus) as info:
+            async with connect(url):
+                pass
+        assert info.value.response.status_code == 429
+        blacklist.block("127.0.0.1")
+        with trio.fail_after(5):
+            await ws.wait_closed()
+        assert ws.close_code == 1008
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(url):
+            pass
+    assert info.value.response.status_code == 403
+    assert server.stats().handshakes_rejected == 3
