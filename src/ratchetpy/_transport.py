@@ -15,11 +15,17 @@ flushed with one non-blocking ``send()`` per connection:
 A write the kernel does not take whole hands the connection to a drain task that waits for the
 socket to become writable; until it is done nobody else writes to that socket, so frames are
 never interleaved.
+
+The hub also keeps the server's :class:`~ratchetpy.connection.Counters` (bumped inline: bytes
+per chunk read and per send, never a log line or an allocation per message) and runs the
+application's timers (:class:`ServerTimer`). TLS lives in :mod:`ratchetpy._tls`, a subclass that
+overrides the write path, so plain connections never test for it.
 """
 
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import logging
 import socket
@@ -28,7 +34,7 @@ from typing import Any
 
 import trio
 
-from .connection import Connection
+from .connection import Connection, Counters
 from .exceptions import ConnectionClosed
 
 logger = logging.getLogger("ratchetpy.io")
@@ -67,6 +73,7 @@ class Hub:
     def __init__(self, *, write_limit: int, close_timeout: float) -> None:
         self.write_limit = write_limit
         self.close_timeout = close_timeout
+        self.counters = Counters()
         self.nursery: trio.Nursery | None = None
         #: The connection whose reader is handling input right now (synchronously), if any.
         #: Writes made meanwhile are flushed by that reader when it is done, not by the flusher.
@@ -104,7 +111,11 @@ class Hub:
     # -- timers --------------------------------------------------------------------------
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
-        handle = TimerHandle(trio.current_time() + delay, callback)
+        return self.call_at(trio.current_time() + delay, callback)
+
+    def call_at(self, when: float, callback: Callable[[], Any]) -> TimerHandle:
+        """Run ``callback()`` at trio time ``when``, in the timer task. Not a checkpoint."""
+        handle = TimerHandle(when, callback)
         heapq.heappush(self._timers, (handle.when, next(self._timer_seq), handle))
         scope = self._timer_scope
         if scope is not None and handle.when < scope.deadline:
@@ -134,6 +145,114 @@ class Hub:
                 self.flush_all()
 
 
+class ServerTimer:
+    """A timer made by ``IoServer.add_timer`` or ``add_periodic_timer``; ``cancel()`` stops it.
+
+    It starts counting when :meth:`start` hands it the hub (at once while the server runs, when
+    ``serve()`` starts otherwise). A plain callback runs in the hub's timer task; one that
+    returns an awaitable (an ``async def``) has it awaited in a task of the server's nursery,
+    and a periodic timer skips its ticks while such a run is still going, so runs never overlap.
+    Exceptions are logged; a periodic timer keeps going.
+    """
+
+    __slots__ = ("_busy", "_due", "_handle", "_hub", "_registry", "callback", "delay", "periodic")
+
+    def __init__(
+        self,
+        registry: set[ServerTimer],
+        delay: float,
+        callback: Callable[[], Any],
+        *,
+        periodic: bool,
+    ) -> None:
+        self.delay = delay
+        self.callback = callback
+        self.periodic = periodic
+        self._registry = registry
+        self._hub: Hub | None = None
+        self._handle: TimerHandle | None = None
+        self._due = 0.0
+        self._busy = False
+        registry.add(self)
+
+    @property
+    def cancelled(self) -> bool:
+        """True once cancelled, or once a one-shot timer has fired."""
+        return self not in self._registry
+
+    def start(self, hub: Hub) -> None:
+        self._hub = hub
+        self._due = trio.current_time() + self.delay
+        self._handle = hub.call_at(self._due, self._fire)
+
+    def cancel(self) -> None:
+        """Stop the timer; harmless if it already fired or was cancelled. Not a checkpoint.
+
+        An ``async`` run already going is not interrupted.
+        """
+        self._registry.discard(self)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        hub = self._hub
+        assert hub is not None
+        if self.periodic:
+            # Reschedule first, so that the callback failing or cancelling itself both work.
+            now = trio.current_time()
+            due = self._due + self.delay
+            if due <= now:
+                due = now + self.delay  # fell behind (a slow callback): skip, don't catch up
+            self._due = due
+            self._handle = hub.call_at(due, self._fire)
+        else:
+            self.cancel()
+        if self._busy:
+            logger.debug("timer %r: previous run still going; skipping this tick", self.callback)
+            return
+        self._busy = run_callback(hub, self.callback, (), self._done)
+
+    def _done(self) -> None:
+        self._busy = False
+
+
+def run_callback(
+    hub: Hub,
+    callback: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    on_done: Callable[[], None] | None = None,
+) -> bool:
+    """Call ``callback(*args)`` for the application, outside any connection's handling.
+
+    Its exception is logged. An awaitable it returns is awaited in a new task in the server's
+    nursery (its exception logged too), and ``on_done()`` is called when that task ends; True
+    if such a task was started. Not a checkpoint.
+    """
+    try:
+        result = callback(*args)
+    except Exception:
+        logger.exception("callback %r raised", callback)
+        return False
+    if result is None or not inspect.isawaitable(result):
+        return False
+    assert hub.nursery is not None
+    hub.nursery.start_soon(_await_callback, callback, result, on_done)
+    return True
+
+
+async def _await_callback(
+    callback: Callable[..., Any], result: Any, on_done: Callable[[], None] | None
+) -> None:
+    try:
+        await result
+    except Exception:
+        logger.exception("callback %r raised", callback)
+    finally:
+        if on_done is not None:
+            on_done()
+
+
 class TcpConnection(Connection):
     """A connection at the bottom of the stack; ``send`` writes raw bytes (``str`` as UTF-8)."""
 
@@ -142,6 +261,8 @@ class TcpConnection(Connection):
     ) -> None:
         self.resource_id = resource_id
         self.remote_address = remote_address
+        # An attribute, not a property: layers bump these once per message.
+        self.counters = hub.counters
         self._hub = hub
         self._sock: socket.socket | None = sock
         self._state = _OPEN
@@ -155,6 +276,8 @@ class TcpConnection(Connection):
         self._close_timer: TimerHandle | None = None
         #: Set once the connection is finished; readers stop, timers are ignored.
         self._finished = False
+        #: Set when the component's on_open is called (after the TLS handshake on TLS).
+        self._opened = False
         self._lost_queued_data = False
 
     # -- the Connection interface ----------------------------------------------------------
@@ -174,6 +297,7 @@ class TcpConnection(Connection):
                 self.remote_address,
                 self._out_size,
             )
+            self.counters.slow_consumer_closes += 1
             self.abort()
             return
         self.write(bytes(data))
@@ -301,6 +425,7 @@ class TcpConnection(Connection):
             logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
             self.abort()
             return True
+        self.counters.bytes_out += sent
         self._consumed(sent)
         if self._out:
             return False

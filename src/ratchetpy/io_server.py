@@ -5,7 +5,12 @@ component stack, writes what the stack queues, and shuts down gracefully.
 
 Each connection's task reads a chunk, hands it to ``component.on_message`` and flushes the
 replies before it waits for the next chunk: handlers run inline and in order, and a slow
-``async`` handler only holds up its own connection.
+``async`` handler only holds up its own connection. TLS (:mod:`ratchetpy._tls`) runs inside the
+transport, so it uses the same loop.
+
+Beyond connections it gives the application Ratchet's loop services: timers
+(:meth:`IoServer.add_timer`, :meth:`IoServer.add_periodic_timer`), a way in from other threads
+(:meth:`IoServer.call_soon_threadsafe`) and running totals (:meth:`IoServer.stats`).
 """
 
 from __future__ import annotations
@@ -15,16 +20,21 @@ import itertools
 import logging
 import signal
 import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import trio
 
-from ._transport import Hub, TcpConnection
+from ._tls import TlsConnection, tls_context
+from ._transport import Hub, ServerTimer, TcpConnection, run_callback
 from .component import MaybeAwaitable, guarded, report_error
-from .connection import Connection
+from .connection import Connection, Timer
 from .exceptions import ConnectionClosed, ServerError
 
-__all__ = ["IoServer", "ServerComponent"]
+__all__ = ["IoServer", "ServerComponent", "ServerStats"]
 
 logger = logging.getLogger("ratchetpy.server")
 
@@ -47,6 +57,30 @@ class ServerComponent(Protocol):
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable: ...
 
 
+@dataclass(frozen=True)
+class ServerStats:
+    """A snapshot of a server's running totals (:meth:`IoServer.stats`)."""
+
+    #: Connections open now (TLS connections still in their handshake included).
+    connections: int
+    #: Connections accepted since the server started.
+    connections_total: int
+    #: Bytes read from clients (after TLS decryption).
+    bytes_in: int
+    #: Bytes written to clients (before TLS encryption; on TLS counted when encrypted).
+    bytes_out: int
+    #: WebSocket messages received.
+    messages_in: int
+    #: WebSocket messages sent (a broadcast counts one per client).
+    messages_out: int
+    #: Connections closed or dropped for not reading what they were sent.
+    slow_consumer_closes: int
+    #: Requests refused before or at the WebSocket upgrade.
+    handshakes_rejected: int
+    #: Seconds since :meth:`IoServer.serve` started (0.0 before; frozen once it returned).
+    uptime: float
+
+
 class IoServer:
     """Serve ``component`` on a TCP port.
 
@@ -65,6 +99,26 @@ class IoServer:
         Seconds a closing connection may take to flush and hang up (default 10).
     ``backlog``
         The listen queue length (default 1024).
+    ``ssl_context``
+        Serve TLS (``wss://``, ``https://``) with this server-side ``ssl.SSLContext``.
+    ``certfile``, ``keyfile``
+        Serve TLS with a context made from these PEM files (``keyfile`` may be left out when
+        ``certfile`` holds the key too), with the defaults of ``ssl.create_default_context``
+        and ALPN ``http/1.1``. Not together with ``ssl_context``. On TLS, ``buffered_amount``
+        and the write limit count plaintext not yet encrypted plus ciphertext not yet sent.
+    ``tls_handshake_timeout``
+        Seconds a client may take to complete the TLS handshake (default 10). A client that
+        fails or does not finish it in time is dropped and logged at INFO; the component never
+        sees it (``on_open`` follows the handshake). On TLS connections ``conn.secure`` is True.
+    ``max_connections``
+        Open connections at most (default: no limit). At the limit the server stops accepting
+        and new connections wait in the listen backlog until one closes. A WARNING is logged
+        when the limit is reached, an INFO once the server is below it with nobody waiting.
+
+    Errors: the constructor raises ``ValueError`` for contradictory options and
+    :class:`ServerError` for certificate files it cannot load. Nothing a client does raises
+    out of :meth:`serve`: handler exceptions go to ``on_error``, anything else below the
+    handlers costs that one connection (logged).
     """
 
     def __init__(
@@ -77,12 +131,25 @@ class IoServer:
         shutdown_timeout: float = 5.0,
         close_timeout: float = 10.0,
         backlog: int = 1024,
+        ssl_context: ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        tls_handshake_timeout: float = 10.0,
+        max_connections: int | None = None,
     ) -> None:
+        if max_connections is not None and max_connections < 1:
+            raise ValueError("max_connections must be at least 1")
+        if tls_handshake_timeout <= 0:
+            raise ValueError("tls_handshake_timeout must be positive")
+        ssl_context = tls_context(ssl_context, certfile, keyfile)
         self.component = component
         self.address = address
         self.port = port
         self.shutdown_timeout = shutdown_timeout
         self.backlog = backlog
+        self.ssl_context = ssl_context
+        self.tls_handshake_timeout = tls_handshake_timeout
+        self.max_connections = max_connections
         self._hub = Hub(write_limit=write_limit, close_timeout=close_timeout)
         self._ids = itertools.count(1)
         self._connections: set[TcpConnection] = set()
@@ -90,6 +157,13 @@ class IoServer:
         self._shutdown_requested: trio.Event | None = None
         self._all_closed: trio.Event | None = None
         self._stopped: trio.Event | None = None
+        self._slot_freed: trio.Event | None = None
+        self._at_limit = False
+        self._timers: set[ServerTimer] = set()
+        self._timers_stopped = False
+        self._trio_token: trio.lowlevel.TrioToken | None = None
+        self._started_at: float | None = None
+        self._stopped_at: float | None = None
 
     @classmethod
     def factory(
@@ -102,6 +176,88 @@ class IoServer:
     def connection_count(self) -> int:
         """Connections currently open."""
         return len(self._connections)
+
+    def stats(self) -> ServerStats:
+        """The server's running totals now. Not a checkpoint; works before, while and after
+        serving, from the server's thread (other threads get a possibly torn snapshot)."""
+        c = self._hub.counters
+        started = self._started_at
+        uptime = 0.0 if started is None else (self._stopped_at or time.monotonic()) - started
+        return ServerStats(
+            connections=len(self._connections),
+            connections_total=c.connections_total,
+            bytes_in=c.bytes_in,
+            bytes_out=c.bytes_out,
+            messages_in=c.messages_in,
+            messages_out=c.messages_out,
+            slow_consumer_closes=c.slow_consumer_closes,
+            handshakes_rejected=c.handshakes_rejected,
+            uptime=uptime,
+        )
+
+    # -- timers and other threads (Ratchet's loop->addTimer, addPeriodicTimer) ----------------
+
+    def add_timer(self, delay: float, callback: Callable[[], Any]) -> Timer:
+        """Run ``callback()`` once, ``delay`` seconds from now; ``cancel()`` the result to stop it.
+
+        Call it from the server's thread, before :meth:`serve` (the delay then counts from
+        when it starts) or while it runs. A plain callback runs in the server's timer task
+        and must not block; what it sends is flushed right after. An ``async def`` callback
+        runs as a task in the server's nursery. Exceptions are logged with their traceback.
+        Timers stop when a graceful shutdown starts (before connections are closed, so a timer
+        never writes to closing connections) and when :meth:`serve` ends; an ``async`` run
+        still going then is cancelled with the server. Not a checkpoint. Raises
+        :class:`ServerError` once the server is shutting down or has stopped, ``ValueError``
+        for a negative delay.
+        """
+        if delay < 0:
+            raise ValueError("delay must not be negative")
+        return self._add_timer(delay, callback, periodic=False)
+
+    def add_periodic_timer(self, interval: float, callback: Callable[[], Any]) -> Timer:
+        """Run ``callback()`` every ``interval`` seconds until cancelled or the server stops.
+
+        As :meth:`add_timer`, and: ticks keep to the schedule (a slow callback makes the timer
+        skip ticks, never run them back to back); an exception is logged and the timer goes
+        on; an ``async`` callback never overlaps itself: a tick that comes while the previous
+        run is still going is skipped. Raises ``ValueError`` unless ``interval`` is positive.
+        """
+        if not interval > 0:
+            raise ValueError("interval must be positive")
+        return self._add_timer(interval, callback, periodic=True)
+
+    def _add_timer(self, delay: float, callback: Callable[[], Any], *, periodic: bool) -> Timer:
+        if self._timers_stopped:
+            raise ServerError("the server is stopping or stopped; it runs no more timers")
+        timer = ServerTimer(self._timers, delay, callback, periodic=periodic)
+        if self._trio_token is not None:
+            timer.start(self._hub)
+        return timer
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        """Run ``callback(*args)`` soon in the server's trio thread; callable from any thread.
+
+        The way for other threads to reach connections: ``server.call_soon_threadsafe(
+        conn.send, text)``. Returns at once (not a checkpoint). The callback runs outside any
+        connection's handling, so what it sends is flushed promptly; if it returns an
+        awaitable (an ``async def``), that runs as a task in the server's nursery. Its
+        exceptions are logged, never raised to the caller. Raises :class:`ServerError` if the
+        server is not running; a callback still pending when it stops is dropped.
+        """
+        token = self._trio_token
+        if token is None:
+            raise ServerError("call_soon_threadsafe() on a server that is not running")
+
+        def run() -> None:
+            if self._trio_token is token:
+                run_callback(self._hub, callback, args)
+            else:
+                logger.debug("server stopped; dropping %r", callback)
+
+        try:
+            token.run_sync_soon(run)
+        except trio.RunFinishedError:
+            raise ServerError("call_soon_threadsafe() on a server that stopped") from None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -157,18 +313,27 @@ class IoServer:
         try:
             async with trio.open_nursery() as nursery:
                 hub.nursery = nursery
+                self._trio_token = trio.lowlevel.current_trio_token()
+                self._started_at = time.monotonic()
+                for timer in list(self._timers):
+                    timer.start(hub)
                 nursery.start_soon(hub.run_flusher)
                 nursery.start_soon(hub.run_timers)
                 nursery.start_soon(self._accept_loop, listener, nursery)
-                logger.info("listening on %s:%d", self.address, self.port)
+                scheme = "TLS on " if self.ssl_context is not None else ""
+                logger.info("listening on %s%s:%d", scheme, self.address, self.port)
                 task_status.started(self.port)
                 await self._shutdown_requested.wait()
                 await self._graceful_shutdown()
                 nursery.cancel_scope.cancel()
         finally:
+            self._trio_token = None
+            self._stop_timers()
             self._close_listener()
             for conn in list(self._connections):
                 conn.abort()
+            if self._started_at is not None:
+                self._stopped_at = time.monotonic()
             self._stopped.set()
 
     def shutdown(self) -> None:
@@ -212,16 +377,31 @@ class IoServer:
             listener.close()
 
     async def _accept_loop(self, listener: socket.socket, nursery: trio.Nursery) -> None:
+        limit = self.max_connections
+        connections = self._connections
+        counters = self._hub.counters
+        context = self.ssl_context
         while self._listener is listener:
-            try:
-                await trio.lowlevel.wait_readable(listener)
-            except (trio.ClosedResourceError, OSError, ValueError):
-                return  # closed by shutdown while (or just before) we waited
+            if limit is not None and len(connections) >= limit:
+                # Then accept without waiting: whoever waits in the backlog comes first, and
+                # an empty backlog ends the episode.
+                await self._wait_for_a_slot(limit)
+            else:
+                try:
+                    await trio.lowlevel.wait_readable(listener)
+                except (trio.ClosedResourceError, OSError, ValueError):
+                    return  # closed by shutdown while (or just before) we waited
+            if self._listener is not listener:
+                return
             # Take every pending connection before waiting again: one wakeup, many accepts.
-            while True:
+            while limit is None or len(connections) < limit:
                 try:
                     sock, addr = listener.accept()
                 except BlockingIOError:
+                    if self._at_limit:
+                        self._at_limit = False
+                        open_now = len(connections)
+                        logger.info("below the connection limit (%d open); accepting", open_now)
                     break
                 except OSError as exc:
                     if exc.errno in _ACCEPT_BACKOFF_ERRNOS:
@@ -231,19 +411,59 @@ class IoServer:
                 sock.setblocking(False)
                 if sock.family != socket.AF_UNIX:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                conn = TcpConnection(self._hub, sock, next(self._ids), str(addr[0]))
-                self._connections.add(conn)
+                conn: TcpConnection
+                if context is None:
+                    conn = TcpConnection(self._hub, sock, next(self._ids), str(addr[0]))
+                else:
+                    conn = TlsConnection(self._hub, sock, next(self._ids), str(addr[0]), context)
+                counters.connections_total += 1
+                connections.add(conn)
                 nursery.start_soon(self._serve_connection, conn, sock)
+
+    async def _wait_for_a_slot(self, limit: int) -> None:
+        if not self._at_limit:
+            # Once per episode, not per connection: the INFO in the accept loop ends it.
+            self._at_limit = True
+            logger.warning(
+                "connection limit reached (%d open); new connections wait in the listen backlog",
+                limit,
+            )
+        self._slot_freed = trio.Event()
+        await self._slot_freed.wait()
+
+    def _forget(self, conn: TcpConnection) -> None:
+        self._connections.discard(conn)
+        if self._slot_freed is not None:
+            self._slot_freed.set()
+            self._slot_freed = None
+        if not self._connections and self._all_closed is not None:
+            self._all_closed.set()
 
     async def _serve_connection(self, conn: TcpConnection, sock: socket.socket) -> None:
         hub = self._hub
         app = self.component
         on_message = app.on_message
+        counters = hub.counters
         pause_at = hub.write_limit // 4
-        recv = sock.recv
+        recv: Callable[[int], bytes] = sock.recv
+        early = b""
+        if conn._sock is None:  # aborted (by a shutdown) before this task started
+            self._forget(conn)
+            return
+        if isinstance(conn, TlsConnection):
+            handshake_data = await conn.open(self.tls_handshake_timeout)
+            if handshake_data is None:
+                self._forget(conn)
+                return
+            early = handshake_data
+            recv = conn.recv
         logger.debug("connection #%d from %s opened", conn.resource_id, conn.remote_address)
+        conn._opened = True
         try:
             await self._call(conn, app.on_open, conn)
+            if early and not conn._state:
+                counters.bytes_in += len(early)
+                await self._call(conn, on_message, conn, early)
             while not conn._finished:
                 if conn._out_size > pause_at:
                     # Our replies are not being read: stop reading until they are written.
@@ -266,6 +486,7 @@ class IoServer:
                     break
                 if not data:
                     break
+                counters.bytes_in += len(data)
                 if conn._state:
                     continue  # closing: the layers above have nothing more to read
                 # _call() inlined: this runs once per chunk read, and the coroutine it would
@@ -289,7 +510,6 @@ class IoServer:
         finally:
             hub.current = None
             conn._finish()
-            self._connections.discard(conn)
             logger.debug("connection #%d from %s closed", conn.resource_id, conn.remote_address)
             with trio.CancelScope(
                 shield=True, deadline=trio.current_time() + self.shutdown_timeout
@@ -297,8 +517,7 @@ class IoServer:
                 await self._call(conn, app.on_close, conn)
             if hub.dirty:
                 hub.flush_all()
-            if not self._connections and self._all_closed is not None:
-                self._all_closed.set()
+            self._forget(conn)
 
     async def _call(self, conn: TcpConnection, handler: Any, *args: Any) -> None:
         """Run a handler that may be async, sending its exceptions to ``on_error``; flush after."""
@@ -314,14 +533,23 @@ class IoServer:
         if result is not None:
             await guarded(self.component, conn, result)
 
+    def _stop_timers(self) -> None:
+        self._timers_stopped = True
+        for timer in list(self._timers):
+            timer.cancel()
+
     async def _graceful_shutdown(self) -> None:
         self._close_listener()
+        self._stop_timers()
         logger.info("shutting down: closing %d connections", len(self._connections))
         if not self._connections:
             return
         self._all_closed = trio.Event()
         on_shutdown = getattr(self.component, "on_shutdown", None)
         for conn in list(self._connections):
+            if not conn._opened:
+                conn.abort()  # the component never saw it (a TLS handshake, not started yet)
+                continue
             if on_shutdown is None:
                 conn.close(1001, "server shutting down")
                 continue
