@@ -3,7 +3,8 @@
     python examples/chat.py --port 8080
 
 Open http://127.0.0.1:8080/ in two browser tabs. The page is served on the same port; its
-script connects to ws://HOST:PORT/chat.
+script connects to ws://HOST:PORT/chat. The page's own origin is allowed to connect, pages
+from other sites are not (403). ``/health`` answers with the server's status.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, Page, Router, WsServer
+from ratchetpy import App, Connection, MessageComponent, Page
 
 logger = logging.getLogger("chat")
 
@@ -39,9 +40,13 @@ class Chat(MessageComponent):
         conn.close(1011, "internal error")
 
 
-def make_app() -> HttpServer:
+def make_app(port: int = 8080, host: str = "127.0.0.1") -> App:
     page = Path(__file__).with_name("chat.html").read_text(encoding="utf-8")
-    return HttpServer(Router({"/": Page(page), "/chat": WsServer(Chat())}))
+    app = App("localhost", port, host)
+    app.route("/", Page(page))
+    app.route("/chat", Chat())
+    app.route("/health", app.health)
+    return app
 
 
 def main() -> None:
@@ -51,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     print(f"chat: open http://{args.host}:{args.port}/ in two browser tabs", flush=True)
-    IoServer.factory(make_app(), args.port, args.host).run()
+    make_app(args.port, args.host).run()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
     python examples/echo.py --port 9001
 
 Compression is on, and the limits are large enough for the whole Autobahn TestSuite (16 MiB
-messages), which is what this server is run against.
+messages), which is what this server is run against. It is served through :class:`App`, so
+the conformance run covers the routing, origin and limit layers too; any page may connect.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, WsServer
+from ratchetpy import App, Connection, MessageComponent, WsServer
 
 
 class Echo(MessageComponent):
@@ -25,8 +26,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8080)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = HttpServer(WsServer(Echo(), max_message_size=16 * 2**20, compression="deflate"))
-    IoServer.factory(app, args.port, args.host, write_limit=64 * 2**20).run()
+    app = App(None, args.port, args.host, write_limit=64 * 2**20)
+    echo = WsServer(Echo(), max_message_size=16 * 2**20, compression="deflate")
+    app.route("/", echo, allowed_origins=["*"])
+    app.run()
 
 
 if __name__ == "__main__":

@@ -3,21 +3,32 @@
 import ratchetpy
 
 EXPECTED = {
+    "App",
     "Connection",
     "ConnectionClosed",
+    "ConnectionLimits",
+    "Endpoint",
     "Headers",
     "HttpComponent",
+    "HttpDecorator",
     "HttpRequest",
+    "HttpResponse",
     "HttpServer",
     "IoServer",
+    "IpBlackList",
     "LocalProtocolError",
     "MessageComponent",
+    "OriginCheck",
     "Page",
     "ProtocolError",
     "RatchetError",
     "RemoteProtocolError",
+    "Route",
     "Router",
     "ServerError",
+    "ServerStats",
+    "StaticFiles",
+    "TrustedProxies",
     "WsConnection",
     "WsServer",
     "__version__",
@@ -38,6 +49,7 @@ def test_every_export_exists() -> None:
 
 def test_no_unlisted_public_names() -> None:
     modules = {
+        "app",
         "component",
         "connection",
         "events",
@@ -45,7 +57,10 @@ def test_no_unlisted_public_names() -> None:
         "exceptions",
         "http",
         "io_server",
+        "proxy",
         "router",
+        "security",
+        "static",
         "ws_server",
         "wsprotocol",
     }

@@ -172,12 +172,12 @@ async def test_raw_tcp_telnet_chat(start_server: Any) -> None:
             assert await a.receive_some(1000) == "héllo from b\r\n".encode()
 
 
-async def test_chat_example_serves_page_and_socket_on_one_port(start_server: Any) -> None:
+async def test_chat_example_serves_page_and_socket_on_one_port(nursery: trio.Nursery) -> None:
     chat = load_example("chat")
-    _, port = await start_server(chat.make_app())
+    port = await nursery.start(chat.make_app(0).serve)
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await stream.send_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         page = await read_until_closed(stream)
     assert page.startswith(b"HTTP/1.1 200")
     assert b"text/html" in page
@@ -185,7 +185,7 @@ async def test_chat_example_serves_page_and_socket_on_one_port(start_server: Any
 
     stream = await trio.open_tcp_stream("127.0.0.1", port)
     async with stream:
-        await stream.send_all(b"GET /missing HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        await stream.send_all(b"GET /missing HTTP/1.0\r\nHost: localhost\r\n\r\n")
         missing = await read_until_closed(stream)
     assert missing.startswith(b"HTTP/1.1 404")
     assert b"no route for /missing" in missing

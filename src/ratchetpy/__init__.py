@@ -19,7 +19,8 @@
     IoServer.factory(HttpServer(WsServer(Chat())), 8080).run()
 """
 
-from .component import HttpComponent, MessageComponent
+from .app import App, Endpoint
+from .component import HttpComponent, HttpDecorator, MessageComponent
 from .connection import Connection
 from .exceptions import (
     ConnectionClosed,
@@ -29,29 +30,43 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
 )
-from .http import Headers, HttpRequest, HttpServer, http_response
-from .io_server import IoServer
-from .router import Page, Router
+from .http import Headers, HttpRequest, HttpResponse, HttpServer, http_response
+from .io_server import IoServer, ServerStats
+from .proxy import TrustedProxies
+from .router import Page, Route, Router
+from .security import ConnectionLimits, IpBlackList, OriginCheck
+from .static import StaticFiles
 from .ws_server import WsConnection, WsServer, broadcast
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "App",
     "Connection",
     "ConnectionClosed",
+    "ConnectionLimits",
+    "Endpoint",
     "Headers",
     "HttpComponent",
+    "HttpDecorator",
     "HttpRequest",
+    "HttpResponse",
     "HttpServer",
     "IoServer",
+    "IpBlackList",
     "LocalProtocolError",
     "MessageComponent",
+    "OriginCheck",
     "Page",
     "ProtocolError",
     "RatchetError",
     "RemoteProtocolError",
+    "Route",
     "Router",
     "ServerError",
+    "ServerStats",
+    "StaticFiles",
+    "TrustedProxies",
     "WsConnection",
     "WsServer",
     "__version__",

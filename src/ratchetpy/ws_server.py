@@ -53,6 +53,7 @@ class WsConnection(Connection):
         self.remote_address = transport.remote_address
         self.http_request = request
         self.subprotocol = subprotocol
+        self.secure = transport.secure
         self._server = server
         self._transport = transport
         self._protocol = protocol
@@ -69,6 +70,7 @@ class WsConnection(Connection):
         if transport.over_write_limit:
             self._drop_slow_consumer()
             return
+        transport.counters.messages_out += 1
         transport.write(self._protocol.encode_message(data))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
@@ -125,6 +127,7 @@ class WsConnection(Connection):
             self._transport.buffered_amount,
         )
         self._closing = True
+        self._transport.counters.slow_consumer_closes += 1
         frame = self._protocol.encode_close(1008, "slow consumer: too much unread data")
         self._transport.write_urgent(frame, discard_queued=True)
         self._transport.close()
@@ -211,6 +214,13 @@ class WsServer(HttpComponent):
         protocol = ws._protocol
         ws.close_code = protocol.close_code if protocol.close_code is not None else 1006
         ws.close_reason = protocol.close_reason
+        logger.info(
+            "WebSocket #%s from %s closed: %d%s",
+            ws.resource_id,
+            ws.remote_address,
+            ws.close_code,
+            f" {ws.close_reason!r}" if ws.close_reason else "",
+        )
         return invoke(self.component, ws, self.component.on_close, ws)
 
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
@@ -221,12 +231,14 @@ class WsServer(HttpComponent):
             return None
         return report_error(self.component, ws, exc)
 
-    def on_shutdown(self, conn: Connection) -> None:
+    def on_shutdown(
+        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
+    ) -> None:
         ws = self._conns.get(conn)
         if ws is None:
             conn.close()
         else:
-            ws.close(1001, "server shutting down")
+            ws.close(code, reason)
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -265,11 +277,13 @@ class WsServer(HttpComponent):
         transport.write_urgent(
             accept_response(upgrade.key, subprotocol=subprotocol, extensions=extensions)
         )
-        logger.debug(
-            "connection #%s: WebSocket open on %s%s",
+        logger.info(
+            "WebSocket #%s from %s opened on %s%s%s",
             transport.resource_id,
+            transport.remote_address,
             request.path,
-            f" ({subprotocol})" if subprotocol else "",
+            f", subprotocol {subprotocol}" if subprotocol else "",
+            ", deflate" if deflate is not None else "",
         )
         return WsConnection(self, transport, protocol, request, subprotocol)
 
@@ -284,6 +298,7 @@ class WsServer(HttpComponent):
         self, transport: Transport, status: int, why: str, headers: Iterable[tuple[str, str]] = ()
     ) -> None:
         logger.info("handshake from %s refused with %d: %s", transport.remote_address, status, why)
+        transport.counters.handshakes_rejected += 1
         transport.write(http_response(status, f"{why}\n", headers=headers))
         transport.close()
 
@@ -310,11 +325,13 @@ class WsServer(HttpComponent):
         """
         component = self.component
         on_message = component.on_message
+        counters = ws._transport.counters
         for index in range(start, len(events)):
             event = events[index]
             if type(event) is Message:
                 if ws._closing:
                     continue
+                counters.messages_in += 1
                 try:
                     result = on_message(ws, event.data)
                 except Exception as exc:
@@ -388,6 +405,7 @@ def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
                     continue
                 if shared is None:
                     shared = encode_broadcast(message)
+                transport.counters.messages_out += 1
                 transport.write(shared)
                 continue
         conn.send(message)

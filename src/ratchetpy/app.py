@@ -1,0 +1,284 @@
+"""App: the one-object way to serve WebSockets, pages and HTTP endpoints on one port
+(Ratchet's ``App``).
+
+.. code-block:: python
+
+    app = App("example.com", 8080, "0.0.0.0")
+    app.route("/chat", Chat())                               # a MessageComponent: a WebSocket
+    app.route("/rooms/{room}", Rooms())                      # request.path_params["room"]
+    app.route("/assets/{path:path}", StaticFiles("public"))  # pages, scripts, images
+    app.route("/health", app.health)                         # a function: request -> response
+    app.run()
+
+Under it is the same stack you could build by hand, so nothing is hidden:
+``IoServer(HttpServer(IpBlackList(ConnectionLimits(Router(...)))))`` with each route's
+component behind an :class:`~ratchetpy.OriginCheck` (unless its origins are ``["*"]``) and a
+:class:`~ratchetpy.MessageComponent` behind a :class:`~ratchetpy.WsServer`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import ssl
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import trio
+
+from .component import HttpComponent, HttpResult, MessageComponent
+from .connection import Connection, Timer
+from .http import HttpRequest, HttpResponse, HttpServer
+from .io_server import IoServer, ServerStats
+from .proxy import TrustedProxies
+from .router import Route, Router
+from .security import ConnectionLimits, IpBlackList, OriginCheck
+from .ws_server import WsServer
+
+__all__ = ["App", "Endpoint"]
+
+logger = logging.getLogger("ratchetpy.server")
+
+
+def _to_response(value: Any) -> HttpResponse:
+    if isinstance(value, HttpResponse):
+        return value
+    if value is None:
+        return HttpResponse(204)
+    if isinstance(value, str):
+        return HttpResponse(200, value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return HttpResponse(200, bytes(value), content_type="application/octet-stream")
+    if isinstance(value, (dict, list)):
+        return HttpResponse(200, json.dumps(value), content_type="application/json")
+    raise TypeError(
+        f"an endpoint returned {type(value).__name__}; return an HttpResponse, str, bytes, "
+        "dict, list or None"
+    )
+
+
+class Endpoint(HttpComponent):
+    """A function ``handler(request)`` (plain or ``async``) served as an HTTP component.
+
+    It may return an :class:`~ratchetpy.HttpResponse`, a ``str`` (200, ``text/plain``),
+    ``bytes`` (200, ``application/octet-stream``), a ``dict`` or ``list`` (200, JSON) or
+    ``None`` (204). It serves ``GET`` and ``HEAD`` unless ``methods`` says otherwise.
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[HttpRequest], Any],
+        *,
+        methods: Iterable[str] = ("GET", "HEAD"),
+    ) -> None:
+        self.handler = handler
+        self.methods = tuple(method.upper() for method in methods)
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
+        result = self.handler(request)
+        if inspect.isawaitable(result):
+            return self._finish(result)
+        return _to_response(result)
+
+    async def _finish(self, result: Any) -> HttpResponse:
+        return _to_response(await result)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.handler!r})"
+
+
+class App:
+    """Routes on one server: ``App(http_host, port, address).route(...)`` then ``run()``.
+
+    ``http_host``
+        The host name browsers use to reach the server. Pages from it (any scheme or port)
+        may open this app's WebSockets, as may pages the app serves itself (same origin); see
+        ``allowed_origins`` in :meth:`route`. ``None`` leaves only the same-origin rule.
+    ``port``, ``address``
+        Where to listen (``port=0`` picks a free port: :meth:`serve` reports it).
+
+    Options (keyword-only):
+
+    ``ssl_context`` or ``certfile`` / ``keyfile``
+        Serve ``wss://`` and ``https://`` directly (see the TLS how-to).
+    ``trusted_proxies``
+        Addresses or networks of reverse proxies (nginx) whose ``Forwarded`` /
+        ``X-Forwarded-For`` headers name the real client (``conn.remote_address``).
+    ``max_connections``
+        Connections the server holds at once; past it, new ones wait in the listen queue.
+    ``max_connections_per_ip``, ``handshake_rate``
+        Per client address: open WebSockets, and ``(count, seconds)`` handshakes (429 past
+        either); see :class:`~ratchetpy.ConnectionLimits`.
+    ``blocked``
+        Addresses or networks refused from the start; ``app.blacklist`` changes it later.
+    ``write_limit``, ``shutdown_timeout``, ``request_timeout``, ``max_body_size``
+        As for :class:`~ratchetpy.IoServer` and :class:`~ratchetpy.HttpServer`.
+
+    The parts are attributes, for what the options do not cover: ``router``, ``blacklist``,
+    ``limits``, ``http`` (the :class:`HttpServer`) and ``server`` (the :class:`IoServer`).
+    """
+
+    def __init__(
+        self,
+        http_host: str | None = "localhost",
+        port: int = 8080,
+        address: str = "127.0.0.1",
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        certfile: str | None = None,
+        keyfile: str | None = None,
+        trusted_proxies: Iterable[str] = (),
+        max_connections: int | None = None,
+        max_connections_per_ip: int | None = None,
+        handshake_rate: tuple[int, float] | None = None,
+        blocked: Iterable[str] = (),
+        write_limit: int = 4 * 2**20,
+        shutdown_timeout: float = 5.0,
+        request_timeout: float = 10.0,
+        max_body_size: int = 2**20,
+    ) -> None:
+        self.http_host = http_host
+        self.router = Router()
+        self.limits = ConnectionLimits(
+            self.router, max_per_ip=max_connections_per_ip, handshake_rate=handshake_rate
+        )
+        self.blacklist = IpBlackList(self.limits, blocked)
+        proxies = list(trusted_proxies)
+        self.http = HttpServer(
+            self.blacklist,
+            trusted_proxies=TrustedProxies(proxies) if proxies else None,
+            request_timeout=request_timeout,
+            max_body_size=max_body_size,
+        )
+        self.server = IoServer(
+            self.http,
+            port=port,
+            address=address,
+            ssl_context=ssl_context,
+            certfile=certfile,
+            keyfile=keyfile,
+            max_connections=max_connections,
+            write_limit=write_limit,
+            shutdown_timeout=shutdown_timeout,
+        )
+
+    def route(
+        self,
+        path: str,
+        component: Any,
+        *,
+        allowed_origins: Iterable[str] | None = None,
+        http_host: str | None = None,
+        methods: Iterable[str] | None = None,
+    ) -> Route:
+        """Serve ``component`` at ``path`` (Ratchet's ``$app->route()``).
+
+        ``component`` may be a :class:`~ratchetpy.MessageComponent` (served as a WebSocket
+        through a :class:`~ratchetpy.WsServer` built for it; pass your own ``WsServer(...)``
+        for its options), any HTTP component (:class:`~ratchetpy.StaticFiles`,
+        :class:`~ratchetpy.Page`, a ``WsServer``), or a function ``request -> response``
+        (see :class:`Endpoint`).
+
+        ``path`` may hold ``{name}`` and a final ``{name:path}``; the values arrive in
+        ``request.path_params`` (``conn.http_request.path_params`` in a WebSocket component).
+
+        ``allowed_origins``: by default the same origin and ``http_host`` of the app;
+        ``["*"]`` allows any page to connect; a list allows those origins too (forms in
+        :class:`~ratchetpy.OriginCheck`). Refused requests get 403 saying which origin was
+        refused and what is allowed.
+
+        ``http_host`` restricts the route to requests for that host (``Host`` header);
+        ``methods`` to those methods (others get 405 with ``Allow``).
+        """
+        served = self._as_http_component(component)
+        if methods is None:
+            methods = served.methods
+        origins = list(allowed_origins) if allowed_origins is not None else []
+        if allowed_origins is None and self.http_host:
+            origins.append(self.http_host)
+        if "*" not in origins:
+            served = OriginCheck(served, origins)
+        return self.router.add(path, served, methods=methods, http_host=http_host)
+
+    @staticmethod
+    def _as_http_component(component: Any) -> HttpComponent:
+        if isinstance(component, MessageComponent):
+            return WsServer(component)
+        if isinstance(component, (HttpComponent, WsServer)) or hasattr(component, "on_open"):
+            return component  # type: ignore[no-any-return]
+        if callable(component):
+            return Endpoint(component)
+        raise TypeError(
+            f"cannot route to {component!r}: give a MessageComponent, an HTTP component or "
+            "a function taking a request"
+        )
+
+    def health(self, request: HttpRequest) -> HttpResponse:
+        """A health endpoint: ``app.route("/health", app.health)`` answers 200 with JSON
+        ``{"status": "ok", "connections": N, "uptime": seconds}`` while serving."""
+        stats = self.server.stats()
+        body = {"status": "ok", "connections": stats.connections, "uptime": round(stats.uptime, 3)}
+        return HttpResponse(
+            200,
+            json.dumps(body),
+            content_type="application/json",
+            headers=(("Cache-Control", "no-store"),),
+        )
+
+    # -- running (the IoServer's) --------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port served (the real one once :meth:`serve` started with ``port=0``)."""
+        return self.server.port
+
+    def run(self) -> None:
+        """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks (Ratchet's
+        ``$app->run()``); see :meth:`IoServer.run`."""
+        self._log_routes()
+        self.server.run()
+
+    async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve in the caller's nursery: ``port = await nursery.start(app.serve)``; see
+        :meth:`IoServer.serve`."""
+        self._log_routes()
+        await self.server.serve(task_status=task_status)
+
+    def shutdown(self) -> None:
+        """Start a graceful shutdown (1001 to every WebSocket). Not a checkpoint."""
+        self.server.shutdown()
+
+    async def aclose(self) -> None:
+        """Shut down gracefully and wait until it is done. A checkpoint."""
+        await self.server.aclose()
+
+    def stats(self) -> ServerStats:
+        """Counters of the server: connections, messages and bytes in and out, ..."""
+        return self.server.stats()
+
+    def add_timer(self, delay: float, callback: Callable[[], Any]) -> Timer:
+        """Run ``callback`` once after ``delay`` seconds; see :meth:`IoServer.add_timer`."""
+        return self.server.add_timer(delay, callback)
+
+    def add_periodic_timer(self, interval: float, callback: Callable[[], Any]) -> Timer:
+        """Run ``callback`` every ``interval`` seconds while serving (Ratchet's
+        ``addPeriodicTimer``); see :meth:`IoServer.add_periodic_timer`."""
+        return self.server.add_periodic_timer(interval, callback)
+
+    def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
+        """From any thread: run ``callback(*args)`` in the server (``app.call_soon_threadsafe(
+        conn.send, text)``); see :meth:`IoServer.call_soon_threadsafe`."""
+        self.server.call_soon_threadsafe(callback, *args)
+
+    def _log_routes(self) -> None:
+        for route in self.router.routes:
+            logger.info("route %s -> %s", route.path, _describe(route.component))
+
+
+def _describe(component: Any) -> str:
+    while isinstance(component, OriginCheck):
+        component = component.component
+    if isinstance(component, WsServer):
+        return f"WebSocket {type(component.component).__name__}"
+    return repr(component) if isinstance(component, Endpoint) else type(component).__name__
