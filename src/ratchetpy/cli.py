@@ -1,0 +1,192 @@
+"""The ``ratchetpy`` command (also ``python -m ratchetpy``).
+
+.. code-block:: text
+
+    ratchetpy serve myapp:Chat --port 8080
+    ratchetpy serve myapp:app --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
+
+``serve MODULE:ATTR`` imports ``MODULE`` (from the current directory too) and serves ``ATTR``:
+
+* an :class:`~ratchetpy.App`: served as it is, with ``--host`` / ``--port`` / TLS options
+  replacing its own and ``--origin`` added to every route's allowed origins;
+* a :class:`~ratchetpy.MessageComponent` (an instance, or a class taking no arguments): a
+  WebSocket at ``--path`` (every path by default);
+* an HTTP component (a ``WsServer``, a ``Router``, ``StaticFiles``): at ``--path``;
+* a function taking no arguments that returns any of these (an app factory).
+
+It runs until SIGINT or SIGTERM, then shuts down gracefully (1001 to every WebSocket, queued
+data flushed, at most ``--shutdown-timeout`` seconds) and exits with status 0. It exits with 1
+if the server cannot start (port taken, bad certificate) and 2 for a bad command line or a
+target it cannot import or serve.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import inspect
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from ._tls import tls_context
+from .app import App
+from .component import HttpComponent, MessageComponent
+from .exceptions import ServerError
+from .security import OriginCheck
+
+__all__ = ["main", "main_exit"]
+
+logger = logging.getLogger("ratchetpy.cli")
+
+_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class UsageError(Exception):
+    """The command line names something that cannot be served."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ratchetpy", description="Real-time WebSocket servers, Ratchet-style, on trio."
+    )
+    parser.add_argument("--version", action="version", version=f"ratchetpy {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser(
+        "serve",
+        help="serve a component or an App",
+        description="Serve MODULE:ATTR (an App, a MessageComponent, an HTTP component, or a "
+        "function returning one) until SIGINT/SIGTERM.",
+    )
+    serve.add_argument("target", metavar="MODULE:ATTR", help="what to serve, e.g. chat:Chat")
+    serve.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="port (default 8080; 0: any)")
+    serve.add_argument(
+        "--path",
+        default=None,
+        help="path of a component that is not an App (default: every path)",
+    )
+    serve.add_argument("--certfile", help="PEM certificate (chain) for wss:// and https://")
+    serve.add_argument("--keyfile", help="PEM private key, if not in --certfile")
+    serve.add_argument(
+        "--origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="allow pages from ORIGIN (repeatable; '*' allows any; default: same origin)",
+    )
+    serve.add_argument(
+        "--trusted-proxy",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="a reverse proxy (address or network) whose X-Forwarded-For is believed",
+    )
+    serve.add_argument(
+        "--shutdown-timeout",
+        type=float,
+        default=5.0,
+        help="seconds a graceful shutdown may take (default 5)",
+    )
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error", "critical"],
+        help="log level (default info)",
+    )
+    return parser
+
+
+def load_target(spec: str) -> Any:
+    """Import ``MODULE:ATTR`` (``ATTR`` may be dotted) and return the attribute."""
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise UsageError(f"expected MODULE:ATTR, such as chat:Chat, not {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
+    for part in attr.split("."):
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+    return target
+
+
+def _instantiate(target: Any, spec: str) -> Any:
+    """A component class is instantiated; a factory function is called."""
+    if inspect.isclass(target):
+        if issubclass(target, (MessageComponent, HttpComponent, App)):
+            return target()
+        raise UsageError(f"{spec} is a class that is not a component or an App")
+    if isinstance(target, (App, MessageComponent, HttpComponent)) or hasattr(target, "on_open"):
+        return target
+    if callable(target):
+        return _instantiate(target(), spec)
+    raise UsageError(f"{spec} is a {type(target).__name__}, not something ratchetpy can serve")
+
+
+def build_app(args: argparse.Namespace) -> App:
+    """The App the ``serve`` command runs for these arguments."""
+    target = _instantiate(load_target(args.target), args.target)
+    if args.keyfile and not args.certfile:
+        raise UsageError("--keyfile needs --certfile")
+    tls = tls_context(None, args.certfile, args.keyfile)
+    if isinstance(target, App):
+        app = target
+        if args.path is not None:
+            raise UsageError("--path is for components; an App has its own routes")
+        if args.host is not None:
+            app.server.address = args.host
+        if args.port is not None:
+            app.server.port = args.port
+        if tls is not None:
+            app.server.ssl_context = tls
+        if args.trusted_proxy:
+            raise UsageError("--trusted-proxy is for components; give the App trusted_proxies")
+        for route in app.router.routes:
+            if isinstance(route.component, OriginCheck):
+                route.component.allowed_origins.extend(args.origin)
+        app.server.shutdown_timeout = args.shutdown_timeout
+        return app
+    app = App(
+        None,
+        args.port if args.port is not None else 8080,
+        args.host if args.host is not None else "127.0.0.1",
+        ssl_context=tls,
+        trusted_proxies=args.trusted_proxy,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    app.route(args.path or "/{path:path}", target, allowed_origins=list(args.origin) or None)
+    return app
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=_LOG_FORMAT)
+    try:
+        app = build_app(args)
+    except UsageError as exc:
+        print(f"ratchetpy: error: {exc}", file=sys.stderr)
+        return 2
+    except (ServerError, ValueError) as exc:
+        print(f"ratchetpy: error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        app.run()
+    except ServerError as exc:
+        print(f"ratchetpy: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main_exit() -> None:
+    """The console script's entry point: :func:`main` with its status as the exit status."""
+    sys.exit(main())
