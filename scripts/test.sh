@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Run every check ratchetpy has, from a fresh clone: sets up .venv, then ruff, mypy --strict,
+# Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium for the
+# browser tests, when missing and we are root with apt-get), then ruff, mypy --strict,
 # the Autobahn TestSuite subset against examples/echo.py, and pytest.
 #
 #   bash scripts/test.sh            everything
@@ -13,6 +14,22 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
+
+# tests/test_browser.py drives the system Chromium through Playwright (no browser download).
+# Install it when missing and we can (root with apt-get); require the browser tests to run
+# (not skip) whenever it is present.
+if ! command -v chromium > /dev/null 2>&1; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then
+    echo "== installing chromium (apt-get) for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null \
+      || echo "warning: installing chromium failed"
+  else
+    echo "warning: chromium is not installed (and we are not root with apt-get): browser tests will be skipped"
+  fi
+fi
+if command -v chromium > /dev/null 2>&1; then
+  export RATCHETPY_REQUIRE_BROWSER=1
+fi
 
 echo "== ruff"
 .venv/bin/ruff check src tests examples bench
