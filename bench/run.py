@@ -40,10 +40,11 @@ LOADGEN = BENCH / "build" / "loadgen"
 
 SERVERS = {
     "ratchetpy": ("bench_ratchetpy.py", "ratchetpy"),
+    "ratchetpy-app": ("bench_ratchetpy_app.py", "ratchetpy"),
     "websockets": ("bench_websockets.py", "websockets"),
     "trio-websocket": ("bench_trio_websocket.py", "trio_websocket"),
 }
-REFERENCES = ("websockets", "trio-websocket")
+REFERENCES = ("websockets", "trio-websocket", "ratchetpy-app")
 
 LOADGEN_BUSY = 0.75  # loadgen core utilisation worth a warning
 LOADGEN_BOUND = 0.90  # at or above this the result may be loadgen-bound
