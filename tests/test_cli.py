@@ -73,7 +73,7 @@ async def ratchetpy(
     log = b""
     try:
         with trio.fail_after(20):
-            while (found := re.search(rb"listening on (?:TLS on )?[\d.]+:(\d+)", log)) is None:
+            while (found := re.search(rb"listening on [\d.]+:(\d+)", log)) is None:
                 chunk = await proc.stderr.receive_some(4096)
                 assert chunk, f"the command exited early: {log.decode(errors='replace')}"
                 log += chunk

@@ -320,8 +320,8 @@ class IoServer:
                 nursery.start_soon(hub.run_flusher)
                 nursery.start_soon(hub.run_timers)
                 nursery.start_soon(self._accept_loop, listener, nursery)
-                scheme = "TLS on " if self.ssl_context is not None else ""
-                logger.info("listening on %s%s:%d", scheme, self.address, self.port)
+                tls = " (TLS)" if self.ssl_context is not None else ""
+                logger.info("listening on %s:%d%s", self.address, self.port, tls)
                 task_status.started(self.port)
                 await self._shutdown_requested.wait()
                 await self._graceful_shutdown()
