@@ -31,6 +31,21 @@ if command -v chromium > /dev/null 2>&1; then
   export RATCHETPY_REQUIRE_BROWSER=1
 fi
 
+# tests/test_nginx.py runs the configuration of docs/howto/behind-nginx.md with a real nginx.
+# Install it the same way; require those tests to run whenever nginx is present.
+if ! command -v nginx > /dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then
+    echo "== installing nginx (apt-get) for the reverse-proxy tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null \
+      || echo "warning: installing nginx failed"
+  else
+    echo "warning: nginx is not installed (and we are not root with apt-get): nginx tests will be skipped"
+  fi
+fi
+if command -v nginx > /dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+  export RATCHETPY_REQUIRE_NGINX=1
+fi
+
 echo "== ruff"
 .venv/bin/ruff check src tests examples bench
 echo "== mypy --strict"
