@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium for the
-# browser tests, when missing and we are root with apt-get), then ruff, mypy --strict,
+# Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium and nginx for
+# the browser and proxy tests, when missing and we are root with apt-get), then ruff, mypy --strict,
 # the Autobahn TestSuite subset against examples/echo.py, and pytest.
 #
 #   bash scripts/test.sh            everything
@@ -15,34 +15,27 @@ fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
 
-# tests/test_browser.py drives the system Chromium through Playwright (no browser download).
-# Install it when missing and we can (root with apt-get); require the browser tests to run
-# (not skip) whenever it is present.
-if ! command -v chromium > /dev/null 2>&1; then
+# Programs some tests drive: the system Chromium (tests/test_browser.py, through Playwright,
+# no browser download) and nginx (tests/test_nginx.py runs docs/howto/behind-nginx.md's
+# configuration). Install what is missing when we can (root with apt-get), in one apt run;
+# whatever is present afterwards, its tests must run rather than skip.
+have_nginx() { command -v nginx > /dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
+missing=()
+command -v chromium > /dev/null 2>&1 || missing+=(chromium)
+have_nginx || missing+=(nginx)
+if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then
-    echo "== installing chromium (apt-get) for the browser tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null \
-      || echo "warning: installing chromium failed"
+    echo "== installing ${missing[*]} (apt-get) for the browser and reverse-proxy tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null; } \
+      || echo "warning: installing ${missing[*]} failed"
   else
-    echo "warning: chromium is not installed (and we are not root with apt-get): browser tests will be skipped"
+    echo "warning: ${missing[*]} not installed (and we are not root with apt-get): their tests will be skipped"
   fi
 fi
 if command -v chromium > /dev/null 2>&1; then
   export RATCHETPY_REQUIRE_BROWSER=1
 fi
-
-# tests/test_nginx.py runs the configuration of docs/howto/behind-nginx.md with a real nginx.
-# Install it the same way; require those tests to run whenever nginx is present.
-if ! command -v nginx > /dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
-  if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then
-    echo "== installing nginx (apt-get) for the reverse-proxy tests"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx > /dev/null \
-      || echo "warning: installing nginx failed"
-  else
-    echo "warning: nginx is not installed (and we are not root with apt-get): nginx tests will be skipped"
-  fi
-fi
-if command -v nginx > /dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then
+if have_nginx; then
   export RATCHETPY_REQUIRE_NGINX=1
 fi
 
