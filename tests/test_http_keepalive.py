@@ -244,3 +244,34 @@ async def test_no_body_statuses_send_no_body(start_server: Any) -> None:
         (304, b""),
         (200, b"dropped"),
     ]
+
+
+async def test_expect_100_continue_invites_the_body(start_server: Any) -> None:
+    _, port = await start_server(app())
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n"
+            b"Connection: close\r\n\r\n"
+        )
+        interim = b""
+        with trio.fail_after(5):
+            while b"\r\n\r\n" not in interim:
+                interim += await stream.receive_some(4096)
+        assert interim.startswith(b"HTTP/1.1 100 ")
+        await stream.send_all(b"hello")
+        data = await read_until_closed(stream)
+    assert (interim + data).endswith(b"hello POST /hello 5")
+
+
+async def test_expect_100_continue_with_a_body_too_large_gets_413_at_once(
+    start_server: Any,
+) -> None:
+    _, port = await start_server(HttpServer(Router({"/hello": Hello()}), max_body_size=10))
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(
+            b"POST /hello HTTP/1.1\r\nHost: x\r\nContent-Length: 50\r\nExpect: 100-continue\r\n\r\n"
+        )
+        data = await read_until_closed(stream)
+    assert data.startswith(b"HTTP/1.1 413")

@@ -371,6 +371,11 @@ class HttpServer:
             http_version=event.http_version.decode("ascii"),
             scheme=scheme,
         )
+        if pending.parser.they_are_waiting_for_100_continue:
+            # curl and others hold a body back until told to send it (Expect: 100-continue);
+            # its size was checked above, so invite it rather than let them wait a second.
+            interim = pending.parser.send(h11.InformationalResponse(status_code=100, headers=[]))
+            conn.send(interim or b"")
         return True
 
     def _dispatch(self, conn: Connection, pending: _Pending) -> Any:
