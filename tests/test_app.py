@@ -240,3 +240,27 @@ async def test_endpoint_results(serve: Serve) -> None:
         assert request(port, "GET", "/bad")[0] == 500
 
     await trio.to_thread.run_sync(check)
+
+
+async def test_a_failing_endpoint_leaves_no_trace_in_the_limits(serve: Serve) -> None:
+    app = App(None, 0, max_connections_per_ip=1)
+
+    def broken(req: HttpRequest) -> str:
+        raise RuntimeError("boom")
+
+    app.route("/broken", broken)
+    app.route("/ws", Rooms())
+    app.route("/rooms/{room}", Rooms())
+    port = await serve(app)
+    for _ in range(3):
+        status, _, body = await trio.to_thread.run_sync(request, port, "GET", "/broken")
+        assert status == 500 and b"internal server error" in body
+    async with connect(f"ws://127.0.0.1:{port}/rooms/a") as ws:
+        await ws.send("x")
+        assert await ws.recv() == "a|127.0.0.1|x"
+    assert app.limits.open_count("127.0.0.1") <= 1
+
+
+def test_route_wants_an_instance_not_a_class() -> None:
+    with pytest.raises(TypeError, match=r"Rooms\(\), not the class"):
+        App().route("/", Rooms)

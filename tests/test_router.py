@@ -121,3 +121,11 @@ def test_component_methods_are_used_by_default() -> None:
 def test_a_path_that_is_not_utf8_is_a_400(router: Router) -> None:
     response = refused(router, request("/rooms/%FF"))
     assert response.status == 400 and b"not valid UTF-8" in bytes(response.body)
+
+
+def test_an_encoded_slash_does_not_reach_an_exact_route() -> None:
+    router = Router({"/a/b": Named("exact")})
+    router.add("/a/{name}", Named("param"))
+    assert resolved(router, request("/a/b"))[0] == "exact"
+    assert refused(router, request("/a%2Fb")).status == 404
+    assert resolved(router, request("/a/b%2Fc")) == ("param", {"name": "b/c"})

@@ -126,14 +126,19 @@ def test_blacklist_refuses_and_closes_existing() -> None:
 def test_per_ip_limit_counts_open_connections() -> None:
     limits = ConnectionLimits(Recorder(), max_per_ip=2)
     conns = [FakeConn("198.51.100.1", n) for n in range(3)]
-    assert limits.on_open(conns[0], request(None)) is None
-    assert limits.on_open(conns[1], request(None)) is None
-    refused = limits.on_open(conns[2], request(None))
+    ws = request(None, upgrade=True)
+    assert limits.on_open(conns[0], ws) is None
+    assert limits.on_open(conns[1], ws) is None
+    refused = limits.on_open(conns[2], ws)
     assert isinstance(refused, HttpResponse) and refused.status == 429
     assert b"already has 2 open connections" in bytes(refused.body)
-    assert limits.on_open(FakeConn("198.51.100.2"), request(None)) is None  # another client
+    # Plain requests are not refused.
+    page = FakeConn("198.51.100.1", 9)
+    assert limits.on_open(page, request(None)) is None
+    limits.on_close(page)
+    assert limits.on_open(FakeConn("198.51.100.2"), ws) is None  # another client
     limits.on_close(conns[0])
-    assert limits.on_open(conns[2], request(None)) is None
+    assert limits.on_open(conns[2], ws) is None
     assert limits.open_count("198.51.100.1") == 2
 
 

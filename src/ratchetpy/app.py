@@ -112,8 +112,10 @@ class App:
         either); see :class:`~ratchetpy.ConnectionLimits`.
     ``blocked``
         Addresses or networks refused from the start; ``app.blacklist`` changes it later.
-    ``write_limit``, ``shutdown_timeout``, ``request_timeout``, ``max_body_size``
-        As for :class:`~ratchetpy.IoServer` and :class:`~ratchetpy.HttpServer`.
+    ``write_limit``, ``shutdown_timeout``, ``close_timeout``, ``tls_handshake_timeout``
+        As for :class:`~ratchetpy.IoServer`.
+    ``request_timeout``, ``keep_alive_timeout``, ``max_body_size``
+        As for :class:`~ratchetpy.HttpServer`.
 
     The parts are attributes, for what the options do not cover: ``router``, ``blacklist``,
     ``limits``, ``http`` (the :class:`HttpServer`) and ``server`` (the :class:`IoServer`).
@@ -135,7 +137,10 @@ class App:
         blocked: Iterable[str] = (),
         write_limit: int = 4 * 2**20,
         shutdown_timeout: float = 5.0,
+        close_timeout: float = 10.0,
+        tls_handshake_timeout: float = 10.0,
         request_timeout: float = 10.0,
+        keep_alive_timeout: float = 5.0,
         max_body_size: int = 2**20,
     ) -> None:
         self.http_host = http_host
@@ -149,6 +154,7 @@ class App:
             self.blacklist,
             trusted_proxies=TrustedProxies(proxies) if proxies else None,
             request_timeout=request_timeout,
+            keep_alive_timeout=keep_alive_timeout,
             max_body_size=max_body_size,
         )
         self.server = IoServer(
@@ -161,6 +167,8 @@ class App:
             max_connections=max_connections,
             write_limit=write_limit,
             shutdown_timeout=shutdown_timeout,
+            close_timeout=close_timeout,
+            tls_handshake_timeout=tls_handshake_timeout,
         )
 
     def route(
@@ -193,7 +201,7 @@ class App:
         """
         served = self._as_http_component(component)
         if methods is None:
-            methods = served.methods
+            methods = getattr(served, "methods", None)
         origins = list(allowed_origins) if allowed_origins is not None else []
         if allowed_origins is None and self.http_host:
             origins.append(self.http_host)
@@ -203,6 +211,10 @@ class App:
 
     @staticmethod
     def _as_http_component(component: Any) -> HttpComponent:
+        if inspect.isclass(component):
+            raise TypeError(
+                f"route() takes a component instance: {component.__name__}(), not the class"
+            )
         if isinstance(component, MessageComponent):
             return WsServer(component)
         if isinstance(component, (HttpComponent, WsServer)) or hasattr(component, "on_open"):
@@ -281,4 +293,7 @@ def _describe(component: Any) -> str:
         component = component.component
     if isinstance(component, WsServer):
         return f"WebSocket {type(component.component).__name__}"
-    return repr(component) if isinstance(component, Endpoint) else type(component).__name__
+    if isinstance(component, Endpoint):
+        handler = component.handler
+        return f"function {getattr(handler, '__qualname__', repr(handler))}"
+    return type(component).__name__

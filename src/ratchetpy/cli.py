@@ -40,8 +40,6 @@ from .security import OriginCheck
 
 __all__ = ["main", "main_exit"]
 
-logger = logging.getLogger("ratchetpy.cli")
-
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -88,8 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--shutdown-timeout",
         type=float,
-        default=5.0,
-        help="seconds a graceful shutdown may take (default 5)",
+        default=None,
+        help="seconds a graceful shutdown may take (default: the App's, else 5)",
     )
     serve.add_argument(
         "--log-level",
@@ -153,7 +151,8 @@ def build_app(args: argparse.Namespace) -> App:
         for route in app.router.routes:
             if isinstance(route.component, OriginCheck):
                 route.component.allowed_origins.extend(args.origin)
-        app.server.shutdown_timeout = args.shutdown_timeout
+        if args.shutdown_timeout is not None:
+            app.server.shutdown_timeout = args.shutdown_timeout
         return app
     app = App(
         None,
@@ -161,7 +160,7 @@ def build_app(args: argparse.Namespace) -> App:
         args.host if args.host is not None else "127.0.0.1",
         ssl_context=tls,
         trusted_proxies=args.trusted_proxy,
-        shutdown_timeout=args.shutdown_timeout,
+        shutdown_timeout=5.0 if args.shutdown_timeout is None else args.shutdown_timeout,
     )
     app.route(args.path or "/{path:path}", target, allowed_origins=list(args.origin) or None)
     return app

@@ -177,7 +177,9 @@ class HttpResponse:
             phrase = HTTPStatus(status).phrase
         except ValueError:
             phrase = "Error"
-        return cls(status, f"{status} {phrase}: {why}\n", headers=tuple(headers))
+        # nosniff: the body echoes parts of the request; no browser should run it as a page.
+        headers = (*headers, ("X-Content-Type-Options", "nosniff"))
+        return cls(status, f"{status} {phrase}: {why}\n", headers=headers)
 
 
 #: Statuses whose responses never carry a body (RFC 9110 section 6.4.1).
@@ -391,8 +393,7 @@ class HttpServer:
         try:
             result = self.component.on_open(conn, request)
         except Exception as exc:
-            self._handler_failed(conn, request, exc)
-            return None
+            return self._handler_failed(conn, request, exc)
         if isinstance(result, HttpResponse):
             return _NEXT_REQUEST if self._respond(conn, pending, request, result) else None
         if result is None:
@@ -405,7 +406,9 @@ class HttpServer:
         try:
             result = await opened
         except Exception as exc:
-            self._handler_failed(conn, request, exc)
+            closed = self._handler_failed(conn, request, exc)
+            if closed is not None:
+                await closed
             return
         if isinstance(result, HttpResponse):
             if self._respond(conn, pending, request, result):
@@ -467,7 +470,9 @@ class HttpServer:
         pending.timer = conn.call_later(self.keep_alive_timeout, lambda: self._timed_out(conn))
         return True
 
-    def _handler_failed(self, conn: Connection, request: HttpRequest, exc: Exception) -> None:
+    def _handler_failed(
+        self, conn: Connection, request: HttpRequest, exc: Exception
+    ) -> MaybeAwaitable:
         # Raised while answering a request, before anything was sent: the client gets a 500
         # rather than a dropped connection, and the traceback goes to the log.
         logger.error(
@@ -478,6 +483,9 @@ class HttpServer:
             exc_info=exc,
         )
         self._reject(conn, 500, "internal server error")
+        # The layers between here and the handler (router, limits) took the connection in
+        # on_open; tell them it is gone, as a returned response would have.
+        return self.component.on_close(conn)
 
     def _reject(self, conn: Connection, status: int, why: str) -> None:
         logger.info("HTTP %d to %s: %s", status, conn.remote_address, why)

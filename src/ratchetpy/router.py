@@ -163,7 +163,9 @@ class Router(HttpComponent):
         host = _request_host(request)
         allowed: set[str] = set()
         other_hosts: set[str] = set()
-        candidates = self._exact.get("/" + "/".join(segments), [])
+        # A segment holding an encoded slash ("%2F") can only match a pattern's parameter.
+        exact_key = None if any("/" in part for part in segments) else "/" + "/".join(segments)
+        candidates = self._exact.get(exact_key, []) if exact_key is not None else []
         for route in [*candidates, *self._patterns]:
             params = {} if route in candidates else route.match(segments)
             if params is None:

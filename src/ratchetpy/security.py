@@ -308,7 +308,8 @@ class ConnectionLimits(_Tracked):
 
     ``max_per_ip``
         Connections one address may keep open through this decorator (WebSockets and other
-        connections a component took over; plain HTTP requests do not count). More get 429.
+        connections a component took over; plain HTTP requests neither count nor are refused).
+        WebSocket handshakes past it get 429.
     ``handshake_rate``
         ``(count, seconds)``: at most ``count`` WebSocket handshakes per ``seconds`` from one
         address, with bursts up to ``count`` (a token bucket). More get 429 with
@@ -360,7 +361,11 @@ class ConnectionLimits(_Tracked):
                     f"(limit {self.handshake_rate[0]} per {self.handshake_rate[1]:g} s)",
                     retry_after=wait,
                 )
-        if self.max_per_ip is not None and len(self._open.get(key, ())) >= self.max_per_ip:
+        if (
+            self.max_per_ip is not None
+            and len(self._open.get(key, ())) >= self.max_per_ip
+            and _is_upgrade(request)
+        ):
             return self._refuse(
                 conn,
                 request,

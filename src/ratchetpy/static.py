@@ -349,6 +349,4 @@ def _open_error(exc: OSError, shown: str) -> HttpResponse:
 
 
 def _error(status: int, why: str, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
-    # nosniff: the body repeats the client's path, and must never be read as HTML.
-    extra = [*(headers or []), ("X-Content-Type-Options", "nosniff")]
-    return HttpResponse.error(status, why, headers=extra)
+    return HttpResponse.error(status, why, headers=headers or ())  # it adds nosniff

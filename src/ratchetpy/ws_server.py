@@ -26,7 +26,7 @@ from .connection import Connection, Timer, Transport
 from .events import CloseReceived, Message, Ping, Pong, ProtocolFailure
 from .exceptions import RemoteProtocolError
 from .handshake import SUPPORTED_VERSION, accept_response, parse_upgrade
-from .http import HttpRequest, http_response
+from .http import HttpRequest, HttpResponse, http_response
 from .wsprotocol import WebSocketProtocol, encode_broadcast
 
 __all__ = ["WsConnection", "WsServer", "broadcast"]
@@ -299,7 +299,8 @@ class WsServer(HttpComponent):
     ) -> None:
         logger.info("handshake from %s refused with %d: %s", transport.remote_address, status, why)
         transport.counters.handshakes_rejected += 1
-        transport.write(http_response(status, f"{why}\n", headers=headers))
+        refusal = HttpResponse.error(status, why, headers=headers)
+        transport.write(http_response(status, refusal.body, headers=refusal.headers))
         transport.close()
 
     # -- frames to handlers ------------------------------------------------------------------
