@@ -50,6 +50,7 @@ def test_every_export_exists() -> None:
 def test_no_unlisted_public_names() -> None:
     modules = {
         "app",
+        "cli",
         "component",
         "connection",
         "events",
@@ -61,6 +62,7 @@ def test_no_unlisted_public_names() -> None:
         "router",
         "security",
         "static",
+        "wamp",
         "ws_server",
         "wsprotocol",
     }
