@@ -156,20 +156,29 @@ class Router(HttpComponent):
 
     def resolve(self, request: HttpRequest) -> tuple[Route, dict[str, str]] | HttpResponse:
         """The route for ``request`` and its path parameters, or the error response to send."""
+        path = request.path
+        if "%" not in path:
+            # The common case, once per handshake: an exact route for any host.
+            for route in self._exact.get(path, ()):
+                if route.http_host is None and route.allows(request.method):
+                    return route, {}
         try:
-            segments = [unquote(part, errors="strict") for part in _split(request.path)]
+            segments = [unquote(part, errors="strict") for part in _split(path)]
         except UnicodeDecodeError:
-            return HttpResponse.error(400, f"the path {request.path} is not valid UTF-8")
+            return HttpResponse.error(400, f"the path {path} is not valid UTF-8")
         host = _request_host(request)
         allowed: set[str] = set()
         other_hosts: set[str] = set()
         # A segment holding an encoded slash ("%2F") can only match a pattern's parameter.
-        exact_key = None if any("/" in part for part in segments) else "/" + "/".join(segments)
-        candidates = self._exact.get(exact_key, []) if exact_key is not None else []
-        for route in [*candidates, *self._patterns]:
-            params = {} if route in candidates else route.match(segments)
-            if params is None:
-                continue
+        exact: list[Route] = []
+        if not any("/" in part for part in segments):
+            exact = self._exact.get("/" + "/".join(segments), [])
+        matches = [(route, {}) for route in exact]
+        for route in self._patterns:
+            params = route.match(segments)
+            if params is not None:
+                matches.append((route, params))
+        for route, params in matches:
             if not route.serves_host(host):
                 other_hosts.add(route.http_host or "")
                 continue

@@ -100,6 +100,8 @@ class OriginCheck(HttpDecorator):
         self.allow_missing = allow_missing
 
     def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
+        if self.allow_missing and request.header("origin") is None:
+            return self.component.on_open(conn, request)
         why = self.refusal(request)
         if why is None:
             return self.component.on_open(conn, request)
