@@ -173,7 +173,7 @@ class Router(HttpComponent):
         exact: list[Route] = []
         if not any("/" in part for part in segments):
             exact = self._exact.get("/" + "/".join(segments), [])
-        matches = [(route, {}) for route in exact]
+        matches: list[tuple[Route, dict[str, str]]] = [(route, {}) for route in exact]
         for route in self._patterns:
             params = route.match(segments)
             if params is not None:
