@@ -492,7 +492,8 @@ class HttpServer:
         pending = self._conns.pop(conn, None)
         if isinstance(pending, _Pending):
             pending.timer.cancel()
-        conn.send(http_response(status, HttpResponse.error(status, why).body))
+        refusal = HttpResponse.error(status, why)
+        conn.send(http_response(status, refusal.body, headers=refusal.headers))
         conn.close()
 
     def _timed_out(self, conn: Connection) -> None:
