@@ -286,24 +286,9 @@ class TlsConnection(TcpConnection):
             self._shutdown_write()
         return True
 
-    def _flush(self) -> None:
-        if self._draining or not (self._out or self._cipher):
-            return
-        if not self._write_once():
-            self._draining = True
-            assert self._hub.nursery is not None
-            self._hub.nursery.start_soon(self._drain_loop)
-
-    async def _drain_loop(self) -> None:
-        try:
-            while (self._out or self._cipher) and self._sock is not None:
-                try:
-                    await trio.lowlevel.wait_writable(self._sock)
-                except (trio.ClosedResourceError, OSError):
-                    break
-                self._write_once()
-        finally:
-            self._draining = False
+    def _has_output(self) -> bool:
+        # Ciphertext not yet sent counts too: the drain task must see it out.
+        return bool(self._out or self._cipher)
 
     def _drop_queue(self) -> None:
         super()._drop_queue()

@@ -451,8 +451,12 @@ class TcpConnection(Connection):
         self._out_offset = off
         self._urgent_end = max(0, self._urgent_end - done)
 
+    def _has_output(self) -> bool:
+        """True while something queued for the peer is not yet written."""
+        return bool(self._out)
+
     def _flush(self) -> None:
-        if self._draining or not self._out:
+        if self._draining or not self._has_output():
             return
         if not self._write_once():
             self._draining = True
@@ -461,7 +465,7 @@ class TcpConnection(Connection):
 
     async def _drain_loop(self) -> None:
         try:
-            while self._out and self._sock is not None:
+            while self._has_output() and self._sock is not None:
                 try:
                     await trio.lowlevel.wait_writable(self._sock)
                 except (trio.ClosedResourceError, OSError):
