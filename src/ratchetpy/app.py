@@ -31,7 +31,6 @@ from .component import HttpComponent, HttpResult, MessageComponent
 from .connection import Connection, Timer
 from .http import HttpRequest, HttpResponse, HttpServer
 from .io_server import IoServer, ServerStats
-from .proxy import TrustedProxies
 from .router import Route, Router
 from .security import ConnectionLimits, IpBlackList, OriginCheck
 from .ws_server import WsServer
@@ -149,10 +148,9 @@ class App:
             self.router, max_per_ip=max_connections_per_ip, handshake_rate=handshake_rate
         )
         self.blacklist = IpBlackList(self.limits, blocked)
-        proxies = list(trusted_proxies)
         self.http = HttpServer(
             self.blacklist,
-            trusted_proxies=TrustedProxies(proxies) if proxies else None,
+            trusted_proxies=trusted_proxies,
             request_timeout=request_timeout,
             keep_alive_timeout=keep_alive_timeout,
             max_body_size=max_body_size,

@@ -8,7 +8,7 @@ hands the parsed :class:`HttpRequest` to the wrapped :class:`~ratchetpy.HttpComp
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
@@ -114,6 +114,28 @@ class HttpRequest:
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``default``."""
         return self.headers.get(name, default)
+
+
+def when_answered(result: Any, answered: Callable[[], object]) -> Any:
+    """Pass an ``on_open`` result through, calling ``answered()`` if it is (or, from an
+    ``async def``, turns out to be) an :class:`HttpResponse`.
+
+    For layers that keep per-connection state from ``on_open`` until ``on_close``: a request
+    answered with a response never gets an ``on_close``, so they drop the state here.
+    """
+    if result is None:
+        return None
+    if isinstance(result, HttpResponse):
+        answered()
+        return result
+    return _when_awaited_answer(result, answered)
+
+
+async def _when_awaited_answer(result: Awaitable[Any], answered: Callable[[], object]) -> Any:
+    answer = await result
+    if isinstance(answer, HttpResponse):
+        answered()
+    return answer
 
 
 def _reason(status: int) -> str:
@@ -249,7 +271,7 @@ class HttpServer:
         self.request_timeout = request_timeout
         self.keep_alive_timeout = keep_alive_timeout
         if trusted_proxies is not None:
-            from .proxy import TrustedProxies
+            from .proxy import TrustedProxies  # here: proxy imports Headers from this module
 
             if not isinstance(trusted_proxies, TrustedProxies):
                 entries = list(trusted_proxies)

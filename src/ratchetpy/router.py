@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
 from .component import HttpComponent, MaybeAwaitable
 from .connection import Connection
-from .http import HttpRequest, HttpResponse
+from .http import HttpRequest, HttpResponse, when_answered
 
 __all__ = ["Page", "Route", "Router"]
 
@@ -223,19 +223,8 @@ class Router(HttpComponent):
             conn.http_request = request
         component = route.component
         self._conns[conn] = component
-        result = component.on_open(conn, request)
-        if isinstance(result, HttpResponse):
-            del self._conns[conn]  # answered: the next request on this connection may go elsewhere
-            return result
-        if result is None:
-            return None
-        return self._settle(conn, result)
-
-    async def _settle(self, conn: Connection, result: Awaitable[Any]) -> Any:
-        answer = await result
-        if isinstance(answer, HttpResponse):
-            self._conns.pop(conn, None)
-        return answer
+        # Once answered, the next request on this connection may go to another route.
+        return when_answered(component.on_open(conn, request), lambda: self._conns.pop(conn, None))
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
         component = self._conns.get(conn)

@@ -25,13 +25,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
 from .component import HttpComponent, HttpDecorator, HttpResult, MaybeAwaitable
 from .connection import Connection
-from .http import HttpRequest, HttpResponse
+from .http import HttpRequest, HttpResponse, when_answered
 
 __all__ = ["ConnectionLimits", "IpBlackList", "OriginCheck"]
 
@@ -198,17 +198,7 @@ class _Tracked(HttpDecorator):
             if request is None
             else self.component.on_open(conn, request)
         )
-        if isinstance(result, HttpResponse):
-            self._forget(conn)
-        elif result is not None:
-            return self._settle(conn, result)
-        return result
-
-    async def _settle(self, conn: Connection, result: Awaitable[Any]) -> Any:
-        answer = await result
-        if isinstance(answer, HttpResponse):
-            self._forget(conn)
-        return answer
+        return when_answered(result, lambda: self._forget(conn))
 
     def _forget(self, conn: Connection) -> None:
         key = self._keys.pop(conn, None)
