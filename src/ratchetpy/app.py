@@ -33,6 +33,7 @@ from .http import HttpRequest, HttpResponse, HttpServer
 from .io_server import IoServer, ServerStats
 from .router import Route, Router
 from .security import ConnectionLimits, IpBlackList, OriginCheck
+from .wamp import WampComponent, WampServer
 from .ws_server import WsServer
 
 __all__ = ["App", "Endpoint"]
@@ -182,7 +183,8 @@ class App:
 
         ``component`` may be a :class:`~ratchetpy.MessageComponent` (served as a WebSocket
         through a :class:`~ratchetpy.WsServer` built for it; pass your own ``WsServer(...)``
-        for its options), any HTTP component (:class:`~ratchetpy.StaticFiles`,
+        for its options), a :class:`~ratchetpy.wamp.WampComponent` (served as a WAMP router:
+        ``WsServer(WampServer(component))``; a ``WampServer`` is a MessageComponent), any HTTP component (:class:`~ratchetpy.StaticFiles`,
         :class:`~ratchetpy.Page`, a ``WsServer``), or a function ``request -> response``
         (see :class:`Endpoint`).
 
@@ -215,6 +217,8 @@ class App:
             )
         if isinstance(component, MessageComponent):
             return WsServer(component)
+        if isinstance(component, WampComponent):
+            return WsServer(WampServer(component))
         if isinstance(component, (HttpComponent, WsServer)) or hasattr(component, "on_open"):
             return component  # type: ignore[no-any-return]
         if callable(component):

@@ -146,6 +146,10 @@ class WsServer(HttpComponent):
         When the client asks only for subprotocols we do not speak, refuse the handshake with
         400 (default, as Ratchet's ``setStrictSubProtocolCheck(true)``); when false, accept
         it without a subprotocol.
+    ``require_subprotocol``
+        Refuse (400) clients that offer no subprotocol at all; default:
+        ``component.subprotocol_required`` (true for :class:`~ratchetpy.wamp.WampServer`,
+        which cannot talk to a client that has not chosen a serializer).
     ``max_message_size``
         Largest message accepted, after decompression (default 1 MiB); larger ones close the
         connection with 1009. ``None`` lifts the limit.
@@ -165,6 +169,7 @@ class WsServer(HttpComponent):
         *,
         subprotocols: Sequence[str] | None = None,
         strict_subprotocols: bool = True,
+        require_subprotocol: bool | None = None,
         max_message_size: int | None = 2**20,
         compression: str | None = "deflate",
         keepalive: float | None = None,
@@ -179,6 +184,9 @@ class WsServer(HttpComponent):
             subprotocols if subprotocols is not None else getattr(component, "subprotocols", ())
         )
         self.strict_subprotocols = strict_subprotocols
+        if require_subprotocol is None:
+            require_subprotocol = bool(getattr(component, "subprotocol_required", False))
+        self.require_subprotocol = require_subprotocol
         self.max_message_size = max_message_size
         self.compression = compression
         self.keepalive = keepalive
@@ -237,8 +245,13 @@ class WsServer(HttpComponent):
         ws = self._conns.get(conn)
         if ws is None:
             conn.close()
-        else:
+            return
+        # A component with its own goodbye (WampServer's GOODBYE) says it before the close.
+        on_shutdown = getattr(self.component, "on_shutdown", None)
+        if on_shutdown is None:
             ws.close(code, reason)
+        else:
+            on_shutdown(ws, code, reason)
 
     # -- handshake -------------------------------------------------------------------------
 
@@ -255,6 +268,12 @@ class WsServer(HttpComponent):
             return None
 
         subprotocol = self._choose_subprotocol(upgrade.subprotocols)
+        if subprotocol is None and not upgrade.subprotocols and self.require_subprotocol:
+            supported = ", ".join(self.subprotocols)
+            self._refuse(
+                transport, 400, f"this endpoint needs a subprotocol; offer one of: {supported}"
+            )
+            return None
         if subprotocol is None and upgrade.subprotocols and self.strict_subprotocols:
             offered = ", ".join(upgrade.subprotocols)
             supported = ", ".join(self.subprotocols) or "none"

@@ -1,0 +1,777 @@
+"""WampServer: a WAMP v2 router (Basic Profile broker and dealer) as a ratchetpy component.
+
+``WsServer(WampServer(MyApp()))``, as in Ratchet, or ``App.route("/ws", MyApp())``. The
+WebSocket subprotocol (``wamp.2.json`` or ``wamp.2.msgpack``) picks the serializer. Every client
+message goes: serializer -> :func:`~ratchetpy.wamp.parse` (the trust boundary) -> the session
+state machine here -> the user's :class:`~ratchetpy.wamp.WampComponent`. No trio: like every
+component, this only calls ``send`` / ``close`` / ``call_later`` on connections.
+
+Faults, and who hears of them:
+
+* undecodable data or a malformed message: ABORT (``wamp.error.protocol_violation`` with the
+  reason), then the WebSocket is closed (1007/1003 for undecodable data, 1002 otherwise);
+* a bad URI in a request: an ERROR (``wamp.error.invalid_uri``) for that request only;
+* a refused request (:class:`~ratchetpy.wamp.WampError` from a handler, unknown subscription,
+  procedure taken, ...): an ERROR with the matching standard URI;
+* a handler that raises anything else: ``wamp.error.runtime_error`` to the client, the
+  exception to the component's ``on_error``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+from ..component import MaybeAwaitable, MessageComponent, report_error
+from ..connection import Connection
+from .broker import Payload, Topic, TopicManager
+from .component import WampComponent, WampError
+from .connection import WampConnection
+from .dealer import LIMIT_EXCEEDED, Procedure, cancel_calls_of, take_invocation
+from .messages import (
+    ABORT,
+    CALL,
+    GOODBYE,
+    GOODBYE_AND_OUT,
+    HELLO,
+    INVALID_ARGUMENT,
+    INVALID_URI,
+    NO_SUCH_REALM,
+    NO_SUCH_REGISTRATION,
+    NO_SUCH_SUBSCRIPTION,
+    PROCEDURE_ALREADY_EXISTS,
+    PROTOCOL_VIOLATION,
+    PUBLISH,
+    PUBLISHED,
+    REGISTER,
+    REGISTERED,
+    RESULT,
+    RUNTIME_ERROR,
+    SUBSCRIBE,
+    SUBSCRIBED,
+    UNREGISTER,
+    UNREGISTERED,
+    UNSUBSCRIBE,
+    UNSUBSCRIBED,
+    Abort,
+    Call,
+    Error,
+    Goodbye,
+    Hello,
+    IdGenerator,
+    InvalidUri,
+    ProtocolViolation,
+    Publish,
+    Register,
+    Subscribe,
+    Unregister,
+    Unsubscribe,
+    Welcome,
+    Yield,
+    parse,
+)
+from .serializers import SERIALIZERS, EncodeError, SerializationError, Serializer
+
+__all__ = ["CLOSE_SYSTEM_SHUTDOWN", "Realm", "WampServer"]
+
+logger = logging.getLogger("ratchetpy.wamp")
+
+#: GOODBYE reason when the router shuts down.
+CLOSE_SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
+
+_BROKER_FEATURES = {"publisher_exclusion": True, "subscriber_blackwhite_listing": True}
+_ROUTER_ROLES = {"broker": {"features": _BROKER_FEATURES}, "dealer": {"features": {}}}
+
+
+class Realm:
+    """A WAMP routing namespace: its sessions, topics (:class:`TopicManager`) and procedures.
+
+    Sessions only meet others of their realm: a publication reaches subscribers of the same
+    realm, a call reaches a callee of the same realm.
+    """
+
+    __slots__ = ("name", "procedures", "sessions", "topics")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.topics = TopicManager(self)
+        self.procedures: dict[str, Procedure] = {}
+        self.sessions: dict[int, WampConnection] = {}
+
+    def __repr__(self) -> str:
+        return f"<Realm {self.name!r}: {len(self.sessions)} sessions>"
+
+
+def _after(result: Any, done: Callable[[Exception | None], MaybeAwaitable]) -> MaybeAwaitable:
+    """Call ``done(None)`` once a handler's result is complete, or ``done(exc)`` if it raised.
+
+    A plain handler's result is complete at once; an ``async def``'s is awaited first (the
+    connection's next message waits meanwhile, which keeps each session's requests in order).
+    """
+    if not inspect.isawaitable(result):
+        return done(None)
+
+    async def wait() -> None:
+        try:
+            await result
+        except Exception as exc:
+            follow_up = done(exc)
+        else:
+            follow_up = done(None)
+        if follow_up is not None:
+            await follow_up
+
+    return wait()
+
+
+def _run(
+    handler: Callable[..., Any],
+    args: tuple[Any, ...],
+    done: Callable[[Exception | None], MaybeAwaitable],
+) -> MaybeAwaitable:
+    try:
+        result = handler(*args)
+    except Exception as exc:
+        return done(exc)
+    return _after(result, done)
+
+
+def _sequence(steps: Iterable[Callable[[], MaybeAwaitable]]) -> MaybeAwaitable:
+    """Run steps in order; from the first that returns an awaitable on, await each."""
+    iterator = iter(steps)
+    for step in iterator:
+        pending = step()
+        if pending is not None:
+
+            async def rest(first: Any = pending) -> None:
+                await first
+                for later in iterator:
+                    follow_up = later()
+                    if follow_up is not None:
+                        await follow_up
+
+            return rest()
+    return None
+
+
+class WampServer(MessageComponent):
+    """Serve ``component`` (a :class:`~ratchetpy.wamp.WampComponent`; by default a plain
+    broker and dealer) as a WAMP v2 router. Wrap it in :class:`~ratchetpy.WsServer`.
+
+    Options (keyword-only):
+
+    ``realms``
+        Realm names clients may join (default ``["realm1"]``); others get an ABORT with
+        ``wamp.error.no_such_realm``. ``None`` accepts any realm name.
+    ``serializers``
+        Subprotocols to speak, in order of preference (default ``wamp.2.json``,
+        ``wamp.2.msgpack``). A client that offers none of them is refused at the handshake.
+    ``hello_timeout``
+        Seconds a client has after connecting to send HELLO (default 10); then it is closed.
+    ``max_subscriptions`` / ``max_registrations``
+        Per session (defaults 1000 / 100): what one client can make the router remember.
+    ``max_pending_calls``
+        Calls in flight per callee (default 1000); more are refused
+        (``ratchetpy.error.limit_exceeded``) rather than queued without bound.
+    """
+
+    subprotocol_required = True
+
+    def __init__(
+        self,
+        component: WampComponent | None = None,
+        *,
+        realms: Iterable[str] | None = ("realm1",),
+        serializers: Iterable[str] | None = None,
+        hello_timeout: float = 10.0,
+        max_subscriptions: int = 1000,
+        max_registrations: int = 100,
+        max_pending_calls: int = 1000,
+    ) -> None:
+        from .. import __version__  # here: the package is still importing this module
+
+        self.component = component if component is not None else WampComponent()
+        self.agent = f"ratchetpy-{__version__}"
+        names = list(serializers) if serializers is not None else list(SERIALIZERS)
+        for name in names:
+            if name not in SERIALIZERS:
+                raise ValueError(f"unknown WAMP serializer {name!r}; known: {list(SERIALIZERS)}")
+        self._serializers: dict[str, Serializer] = {name: SERIALIZERS[name] for name in names}
+        self.subprotocols = tuple(names)
+        self.realms: dict[str, Realm] = {}
+        self._open_realms = realms is None
+        for name in realms or ():
+            self.realms[name] = Realm(name)
+        self.hello_timeout = hello_timeout
+        self.max_subscriptions = max_subscriptions
+        self.max_registrations = max_registrations
+        self.max_pending_calls = max_pending_calls
+        self._connections: dict[Connection, WampConnection] = {}
+        self._sessions: dict[int, WampConnection] = {}
+        self._by_user: dict[str, dict[WampConnection, None]] = {}
+
+    # -- server-side API -------------------------------------------------------------------
+
+    def realm(self, name: str | None = None) -> Realm:
+        """The realm ``name``; ``None`` means the only (or first) configured realm."""
+        if name is None:
+            if not self.realms:
+                raise ValueError("no realm configured: name the realm")
+            return next(iter(self.realms.values()))
+        realm = self.realms.get(name)
+        if realm is None:
+            if not self._open_realms:
+                raise ValueError(f"no realm {name!r}; realms: {list(self.realms)}")
+            realm = self.realms[name] = Realm(name)
+        return realm
+
+    def publish(
+        self,
+        topic: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        realm: str | None = None,
+        exclude: Iterable[Any] = (),
+        eligible: Iterable[Any] | None = None,
+        exclude_authid: Iterable[str] = (),
+        eligible_authid: Iterable[str] | None = None,
+        publication_id: int | None = None,
+    ) -> int:
+        """Publish from the server itself (a timer, the HTTP publish endpoint, your code) to
+        the subscribers of ``topic`` in ``realm``; return how many it reached.
+
+        Goes straight to the subscribers, not through ``on_publish``: that handler vets what
+        clients publish, and the server speaks with its own authority. Not a checkpoint.
+        """
+        found = self.realm(realm).topics.get(topic)
+        if found is None:
+            return 0
+        payload = Payload(list(args or []), dict(kwargs or {}), publication_id)
+        return found.broadcast(
+            payload,
+            exclude,
+            eligible,
+            exclude_authid=exclude_authid,
+            eligible_authid=eligible_authid,
+        )
+
+    def connections_of(self, authid: str) -> tuple[WampConnection, ...]:
+        """The joined sessions of the user ``authid``: every tab and device they have open."""
+        return tuple(self._by_user.get(authid, ()))
+
+    @property
+    def sessions(self) -> dict[int, WampConnection]:
+        """Joined sessions by session id (a copy)."""
+        return dict(self._sessions)
+
+    # -- MessageComponent interface (called by WsServer) -------------------------------------
+
+    def on_open(self, conn: Connection) -> MaybeAwaitable:
+        serializer = self._serializers.get(conn.subprotocol or "")
+        if serializer is None:  # WsServer refuses these at the handshake; be safe anyway
+            conn.close(1002, "no WAMP subprotocol negotiated")
+            return None
+        session = WampConnection(self, conn, serializer)
+        self._connections[conn] = session
+        if self.hello_timeout:
+            session._hello_timer = conn.call_later(
+                self.hello_timeout, lambda: self._hello_missing(session)
+            )
+        return None
+
+    def on_message(self, conn: Connection, msg: Any) -> MaybeAwaitable:
+        session = self._connections.get(conn)
+        if session is None or session.closed:
+            return None
+        try:
+            message = parse(session._serializer.decode(msg))
+        except SerializationError as exc:
+            self._abort(session, PROTOCOL_VIOLATION, str(exc), close_code=exc.close_code)
+            return None
+        except InvalidUri as exc:
+            self._invalid_uri(session, exc, msg)
+            return None
+        except ProtocolViolation as exc:
+            self._abort(session, PROTOCOL_VIOLATION, str(exc))
+            return None
+        if session.session_id is None:
+            if type(message) is Hello:
+                return self._hello(session, message)
+            if type(message) is Abort:
+                session._ws.close()
+                return None
+            self._abort(
+                session, PROTOCOL_VIOLATION, f"expected HELLO, got {type(message).__name__.upper()}"
+            )
+            return None
+        handler = self._HANDLERS.get(type(message))
+        if handler is None:  # HELLO again
+            self._abort(session, PROTOCOL_VIOLATION, "HELLO received in an established session")
+            return None
+        return handler(self, session, message)
+
+    def on_close(self, conn: Connection) -> MaybeAwaitable:
+        session = self._connections.pop(conn, None)
+        if session is None:
+            return None
+        if session._hello_timer is not None:
+            session._hello_timer.cancel()
+        return self._leave(session)
+
+    def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
+        session = self._connections.get(conn)
+        if session is None:
+            logger.error("error on connection #%s", conn.resource_id, exc_info=exc)
+            conn.close(1011, "internal error")
+            return None
+        return report_error(self.component, session, exc)
+
+    def on_shutdown(
+        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
+    ) -> None:
+        """Say GOODBYE (``wamp.close.system_shutdown``) before the WebSocket closes."""
+        session = self._connections.get(conn)
+        if session is not None:
+            session._goodbye(CLOSE_SYSTEM_SHUTDOWN, reason)
+        conn.close(code, reason)
+
+    # -- session lifecycle -------------------------------------------------------------------
+
+    def _hello_missing(self, session: WampConnection) -> None:
+        if session.session_id is None and session.realm is None and not session.closed:
+            logger.info(
+                "connection #%s from %s sent no HELLO within %g s; closing",
+                session.resource_id,
+                session.remote_address,
+                self.hello_timeout,
+            )
+            session._ws.close(1008, "no WAMP HELLO in time")
+
+    def _hello(self, session: WampConnection, hello: Hello) -> MaybeAwaitable:
+        if session.realm is not None:  # on_open of an earlier HELLO still runs
+            self._abort(session, PROTOCOL_VIOLATION, "HELLO sent twice")
+            return None
+        try:
+            realm = self.realm(hello.realm)
+        except ValueError:
+            known = ", ".join(self.realms)
+            self._abort(session, NO_SUCH_REALM, f"no realm {hello.realm!r} here (realms: {known})")
+            return None
+        if session._hello_timer is not None:
+            session._hello_timer.cancel()
+            session._hello_timer = None
+        session.realm = realm
+        session.roles = hello.details["roles"]
+        session.session_id = IdGenerator.random(self._sessions)
+
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is None and not session.closed:
+                self._welcome(session)
+                return None
+            if isinstance(exc, WampError):
+                logger.info("session from %s refused by on_open: %s", session.remote_address, exc)
+                self._abort(session, exc.error, str(exc.error_args[0]) if exc.error_args else "")
+            elif exc is not None:
+                self._abort(session, RUNTIME_ERROR, "internal error")
+                return report_error(self.component, session, exc)
+            session.session_id = None
+            session.realm = None
+            return None
+
+        return _run(self.component.on_open, (session,), done)
+
+    def _welcome(self, session: WampConnection) -> None:
+        assert session.session_id is not None and session.realm is not None
+        self._sessions[session.session_id] = session
+        session.realm.sessions[session.session_id] = session
+        if session.authid is not None:
+            self._by_user.setdefault(session.authid, {})[session] = None
+        details: dict[str, Any] = {
+            "roles": _ROUTER_ROLES,
+            "realm": session.realm.name,
+            "authrole": "user" if session.authid is not None else "anonymous",
+            "authmethod": "anonymous" if session.authid is None else "http",
+            "agent": self.agent,
+        }
+        if session.authid is not None:
+            details["authid"] = session.authid
+        session._send_message(Welcome(session.session_id, details).to_list())
+        logger.info(
+            "WAMP session %s joined %r from %s (connection #%s%s)",
+            session.session_id,
+            session.realm.name,
+            session.remote_address,
+            session.resource_id,
+            f", user {session.authid}" if session.authid else "",
+        )
+
+    def _abort(
+        self, session: WampConnection, reason: str, message: str, *, close_code: int = 1002
+    ) -> None:
+        """Refuse or end the session with an ABORT and close the WebSocket."""
+        if reason == PROTOCOL_VIOLATION:
+            logger.info(
+                "connection #%s from %s broke the WAMP protocol: %s",
+                session.resource_id,
+                session.remote_address,
+                message,
+            )
+        else:
+            close_code = 1000
+        if not session.closed:
+            details = {"message": message} if message else {}
+            session._send_message([ABORT, details, reason])
+            session._ws.close(close_code, reason[:120])
+
+    def _leave(self, session: WampConnection) -> MaybeAwaitable:
+        """End a joined session: unsubscribe, unregister, settle calls, ``on_close``."""
+        session_id = session.session_id
+        realm = session.realm
+        if session_id is None or realm is None or self._sessions.get(session_id) is not session:
+            return None
+        del self._sessions[session_id]
+        realm.sessions.pop(session_id, None)
+        if session.authid is not None:
+            same_user = self._by_user.get(session.authid)
+            if same_user is not None:
+                same_user.pop(session, None)
+                if not same_user:
+                    del self._by_user[session.authid]
+        for procedure in session._registrations.values():
+            realm.procedures.pop(procedure.id, None)
+        session._registrations.clear()
+        cancel_calls_of(session)
+        topics = list(session._subscriptions.values())
+        session._subscriptions.clear()
+        for topic in topics:
+            realm.topics.discard(topic, session)
+        component = self.component
+
+        def unsubscribed(topic: Topic) -> Callable[[], MaybeAwaitable]:
+            return lambda: _run(component.on_unsubscribe, (session, topic), self._log_only(session))
+
+        def closed() -> MaybeAwaitable:
+            session.session_id = None
+            session.realm = None
+            return _run(component.on_close, (session,), self._log_only(session))
+
+        return _sequence([*(unsubscribed(topic) for topic in topics), closed])
+
+    def _log_only(self, session: WampConnection) -> Callable[[Exception | None], MaybeAwaitable]:
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            return None if exc is None else report_error(self.component, session, exc)
+
+        return done
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _answer_failure(
+        self,
+        session: WampConnection,
+        request_type: int,
+        request_id: int,
+        exc: Exception,
+        *,
+        reply: bool = True,
+    ) -> MaybeAwaitable:
+        """A handler refused (WampError) or failed (anything else): tell the client if it
+        waits for an answer, and the component's on_error if it was a failure."""
+        if isinstance(exc, WampError):
+            logger.debug(
+                "request %d of session %s refused: %s", request_id, session.session_id, exc
+            )
+            if reply:
+                session.send_error(
+                    request_type, request_id, exc.error, exc.error_args, exc.error_kwargs
+                )
+            return None
+        if isinstance(exc, EncodeError):
+            if reply:
+                session.send_error(request_type, request_id, INVALID_ARGUMENT, [str(exc)])
+            return None
+        if reply:
+            session.send_error(request_type, request_id, RUNTIME_ERROR, ["internal error"])
+        return report_error(self.component, session, exc)
+
+    def _invalid_uri(self, session: WampConnection, exc: InvalidUri, raw: Any) -> None:
+        if session.session_id is None or exc.request_type == HELLO or exc.request_id is None:
+            reason = INVALID_URI if exc.request_type == HELLO else PROTOCOL_VIOLATION
+            self._abort(session, reason, str(exc))
+            return
+        if exc.request_type == PUBLISH and not _acknowledged(session, raw):
+            logger.info("session %s published to an invalid URI: %s", session.session_id, exc)
+            return
+        session.send_error(exc.request_type, exc.request_id, INVALID_URI, [str(exc)])
+
+    def _subscribe(self, session: WampConnection, message: Subscribe) -> MaybeAwaitable:
+        realm = session.realm
+        assert realm is not None
+        if message.options.get("match", "exact") != "exact":
+            session.send_error(
+                SUBSCRIBE,
+                message.request_id,
+                INVALID_ARGUMENT,
+                ["only exact topic matching is supported"],
+            )
+            return None
+        for subscription_id, subscribed in session._subscriptions.items():
+            if subscribed.id == message.topic:  # subscribing twice: the same subscription
+                session._send_message([SUBSCRIBED, message.request_id, subscription_id])
+                return None
+        if len(session._subscriptions) >= self.max_subscriptions:
+            session.send_error(
+                SUBSCRIBE,
+                message.request_id,
+                LIMIT_EXCEEDED,
+                [f"at most {self.max_subscriptions} subscriptions per session"],
+            )
+            return None
+        topic = realm.topics.acquire(message.topic)
+
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is not None or session.closed or session.realm is not realm:
+                realm.topics.settle(topic, None)
+                if exc is None:
+                    return None
+                return self._answer_failure(session, SUBSCRIBE, message.request_id, exc)
+            realm.topics.settle(topic, session)
+            assert topic.subscription_id is not None
+            session._subscriptions[topic.subscription_id] = topic
+            session._send_message([SUBSCRIBED, message.request_id, topic.subscription_id])
+            return None
+
+        return _run(self.component.on_subscribe, (session, topic), done)
+
+    def _unsubscribe(self, session: WampConnection, message: Unsubscribe) -> MaybeAwaitable:
+        topic = session._subscriptions.pop(message.subscription_id, None)
+        if topic is None:
+            session.send_error(
+                UNSUBSCRIBE,
+                message.request_id,
+                NO_SUCH_SUBSCRIPTION,
+                [f"no subscription {message.subscription_id} in this session"],
+            )
+            return None
+        assert session.realm is not None
+        session.realm.topics.discard(topic, session)
+        session._send_message([UNSUBSCRIBED, message.request_id])
+        return _run(self.component.on_unsubscribe, (session, topic), self._log_only(session))
+
+    def _publish(self, session: WampConnection, message: Publish) -> MaybeAwaitable:
+        realm = session.realm
+        assert realm is not None and session.session_id is not None
+        options = message.options
+        acknowledge = options.get("acknowledge") is True
+        try:
+            exclude, eligible = self._publish_filters(session, options)
+        except ValueError as exc:
+            if acknowledge:
+                session.send_error(PUBLISH, message.request_id, INVALID_ARGUMENT, [str(exc)])
+            return None
+        publication_id = IdGenerator.random()
+        payload = Payload(message.args, message.kwargs, publication_id)
+        topic = realm.topics[message.topic]
+
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is not None:
+                return self._answer_failure(
+                    session, PUBLISH, message.request_id, exc, reply=acknowledge
+                )
+            if acknowledge:
+                session._send_message([PUBLISHED, message.request_id, publication_id])
+            return None
+
+        return _run(self.component.on_publish, (session, topic, payload, exclude, eligible), done)
+
+    def _publish_filters(
+        self, session: WampConnection, options: dict[str, Any]
+    ) -> tuple[list[int], list[int] | None]:
+        """Turn PUBLISH options into Ratchet's ``exclude`` / ``eligible`` session id lists."""
+        assert session.session_id is not None and session.realm is not None
+        exclude_me = options.get("exclude_me", True)
+        if type(exclude_me) is not bool:
+            raise ValueError("option exclude_me must be a bool")
+        exclude = set(_ids(options, "exclude"))
+        if exclude_me:
+            exclude.add(session.session_id)
+        eligible_option = options.get("eligible")
+        eligible = None if eligible_option is None else set(_ids(options, "eligible"))
+        sessions = session.realm.sessions
+        excluded_users = set(_authids(options, "exclude_authid"))
+        if excluded_users:
+            exclude.update(i for i, s in sessions.items() if s.authid in excluded_users)
+        if options.get("eligible_authid") is not None:
+            users = set(_authids(options, "eligible_authid"))
+            of_users = {i for i, s in sessions.items() if s.authid in users}
+            eligible = of_users if eligible is None else eligible & of_users
+        return sorted(exclude), None if eligible is None else sorted(eligible)
+
+    def _register(self, session: WampConnection, message: Register) -> MaybeAwaitable:
+        realm = session.realm
+        assert realm is not None
+        options = message.options
+        if options.get("match", "exact") != "exact" or options.get("invoke", "single") != "single":
+            session.send_error(
+                REGISTER,
+                message.request_id,
+                INVALID_ARGUMENT,
+                ["only exact matching and single registrations are supported"],
+            )
+            return None
+        if message.procedure in realm.procedures:
+            session.send_error(
+                REGISTER,
+                message.request_id,
+                PROCEDURE_ALREADY_EXISTS,
+                [f"{message.procedure} is registered already"],
+            )
+            return None
+        if len(session._registrations) >= self.max_registrations:
+            session.send_error(
+                REGISTER,
+                message.request_id,
+                LIMIT_EXCEEDED,
+                [f"at most {self.max_registrations} registrations per session"],
+            )
+            return None
+        procedure = Procedure(message.procedure, realm)
+
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is not None:
+                return self._answer_failure(session, REGISTER, message.request_id, exc)
+            if session.closed or session.realm is not realm:
+                return None
+            if message.procedure in realm.procedures:  # taken while on_register awaited
+                session.send_error(
+                    REGISTER,
+                    message.request_id,
+                    PROCEDURE_ALREADY_EXISTS,
+                    [f"{message.procedure} is registered already"],
+                )
+                return None
+            registration_id = IdGenerator.random()
+            procedure.callee = session
+            procedure.registration_id = registration_id
+            realm.procedures[procedure.id] = procedure
+            session._registrations[registration_id] = procedure
+            session._send_message([REGISTERED, message.request_id, registration_id])
+            return None
+
+        return _run(self.component.on_register, (session, procedure), done)
+
+    def _unregister(self, session: WampConnection, message: Unregister) -> MaybeAwaitable:
+        procedure = session._registrations.pop(message.registration_id, None)
+        if procedure is None:
+            session.send_error(
+                UNREGISTER,
+                message.request_id,
+                NO_SUCH_REGISTRATION,
+                [f"no registration {message.registration_id} in this session"],
+            )
+            return None
+        assert session.realm is not None
+        if session.realm.procedures.get(procedure.id) is procedure:
+            del session.realm.procedures[procedure.id]
+        procedure.callee = None
+        session._send_message([UNREGISTERED, message.request_id])
+        return None
+
+    def _call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
+        realm = session.realm
+        assert realm is not None
+        call_id = message.request_id
+        if call_id in session._open_calls:
+            self._abort(session, PROTOCOL_VIOLATION, f"CALL request id {call_id} is in use")
+            return None
+        procedure = realm.procedures.get(message.procedure) or Procedure(message.procedure, realm)
+        session._open_calls[call_id] = None
+
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is None:
+                return None
+            answer = session._open_calls.get(call_id, False) is None and not session.closed
+            if answer:
+                del session._open_calls[call_id]
+            return self._answer_failure(session, CALL, call_id, exc, reply=answer)
+
+        return _run(
+            self.component.on_call,
+            (session, call_id, procedure, message.args, message.kwargs),
+            done,
+        )
+
+    def _yield(self, session: WampConnection, message: Yield) -> None:
+        pending = take_invocation(session, message.request_id)
+        if pending is None:
+            return
+        caller, call_id = pending
+        result: list[Any] = [RESULT, call_id, {}]
+        if message.args or message.kwargs:
+            result.append(message.args)
+            if message.kwargs:
+                result.append(message.kwargs)
+        try:
+            caller._send_message(result)
+        except EncodeError as exc:
+            caller.send_error(
+                CALL, call_id, INVALID_ARGUMENT, [f"the result cannot reach you: {exc}"]
+            )
+
+    def _error(self, session: WampConnection, message: Error) -> None:
+        pending = take_invocation(session, message.request_id)
+        if pending is None:
+            return
+        caller, call_id = pending
+        try:
+            caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
+        except EncodeError as exc:
+            caller.send_error(CALL, call_id, message.error, [f"error details lost: {exc}"])
+
+    def _goodbye(self, session: WampConnection, message: Goodbye) -> MaybeAwaitable:
+        session._send_message([GOODBYE, {}, GOODBYE_AND_OUT])
+        logger.info("WAMP session %s left: %s", session.session_id, message.reason)
+        return self._leave(session)
+
+    def _client_abort(self, session: WampConnection, message: Abort) -> MaybeAwaitable:
+        logger.info("WAMP session %s aborted by the client: %s", session.session_id, message.reason)
+        session._ws.close()
+        return self._leave(session)
+
+    _HANDLERS: ClassVar[dict[type, Callable[..., MaybeAwaitable]]] = {
+        Subscribe: _subscribe,
+        Unsubscribe: _unsubscribe,
+        Publish: _publish,
+        Register: _register,
+        Unregister: _unregister,
+        Call: _call,
+        Yield: _yield,
+        Error: _error,
+        Goodbye: _goodbye,
+        Abort: _client_abort,
+    }
+
+
+def _acknowledged(session: WampConnection, raw: Any) -> bool:
+    """Whether a PUBLISH that failed to parse asked for an acknowledgement."""
+    try:
+        options = session._serializer.decode(raw)[2]
+    except Exception:
+        return False
+    return isinstance(options, dict) and options.get("acknowledge") is True
+
+
+def _ids(options: dict[str, Any], name: str) -> list[int]:
+    value = options.get(name, [])
+    if type(value) is not list or any(type(item) is not int for item in value):
+        raise ValueError(f"option {name} must be a list of session ids")
+    return value
+
+
+def _authids(options: dict[str, Any], name: str) -> list[str]:
+    value = options.get(name, [])
+    if type(value) is not list or any(type(item) is not str for item in value):
+        raise ValueError(f"option {name} must be a list of strings")
+    return value
