@@ -193,7 +193,12 @@ class WampConnection(Connection):
 
     def _close_call(self, call_id: int) -> bool:
         """Mark call ``call_id`` answered; False if its caller (this session) is gone."""
-        if self.session_id is None or self._ws.closed:
+        session_id = self.session_id
+        if (
+            session_id is None
+            or self._ws.closed
+            or self._server._sessions.get(session_id) is not self
+        ):
             return False
         if call_id not in self._open_calls:
             raise LocalProtocolError(

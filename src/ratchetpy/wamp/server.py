@@ -454,9 +454,15 @@ class WampServer(MessageComponent):
             return lambda: _run(component.on_unsubscribe, (session, topic), self._log_only(session))
 
         def closed() -> MaybeAwaitable:
-            session.session_id = None
-            session.realm = None
-            return _run(component.on_close, (session,), self._log_only(session))
+            log_only = self._log_only(session)
+
+            def done(exc: Exception | None) -> MaybeAwaitable:
+                # Only now: on_close still sees which session ended.
+                session.session_id = None
+                session.realm = None
+                return log_only(exc)
+
+            return _run(component.on_close, (session,), done)
 
         return _sequence([*(unsubscribed(topic) for topic in topics), closed])
 
