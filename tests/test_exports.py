@@ -4,16 +4,20 @@ import ratchetpy
 
 EXPECTED = {
     "App",
+    "Authenticate",
+    "AuthenticationFailed",
     "Connection",
     "ConnectionClosed",
     "ConnectionLimits",
     "Endpoint",
+    "FlaskSession",
     "Headers",
     "HttpComponent",
     "HttpDecorator",
     "HttpRequest",
     "HttpResponse",
     "HttpServer",
+    "InvalidSession",
     "IoServer",
     "IpBlackList",
     "LocalProtocolError",
@@ -27,11 +31,18 @@ EXPECTED = {
     "Router",
     "ServerError",
     "ServerStats",
+    "SessionProvider",
     "StaticFiles",
+    "Topic",
     "TrustedProxies",
+    "WampComponent",
+    "WampConnection",
+    "WampError",
+    "WampServer",
     "WsConnection",
     "WsServer",
     "__version__",
+    "bearer_token",
     "broadcast",
     "http_response",
 }
@@ -50,6 +61,7 @@ def test_every_export_exists() -> None:
 def test_no_unlisted_public_names() -> None:
     modules = {
         "app",
+        "auth",
         "cli",
         "component",
         "connection",
@@ -61,6 +73,7 @@ def test_no_unlisted_public_names() -> None:
         "proxy",
         "router",
         "security",
+        "session",
         "static",
         "wamp",
         "ws_server",
@@ -76,3 +89,6 @@ def test_exception_tree() -> None:
     assert issubclass(ratchetpy.LocalProtocolError, ratchetpy.ProtocolError)
     assert issubclass(ratchetpy.ConnectionClosed, ratchetpy.RatchetError)
     assert issubclass(ratchetpy.ServerError, ratchetpy.RatchetError)
+    assert issubclass(ratchetpy.AuthenticationFailed, ratchetpy.RatchetError)
+    assert issubclass(ratchetpy.InvalidSession, ratchetpy.RatchetError)
+    assert issubclass(ratchetpy.WampError, ratchetpy.RatchetError)

@@ -103,17 +103,17 @@ class Session(ApplicationSession):  # type: ignore[misc]
         self.left: asyncio.Future[CloseDetails] = loop.create_future()
         self.disconnected: asyncio.Future[None] = loop.create_future()
 
-    async def onJoin(self, details: SessionDetails) -> None:  # noqa: N802 (Autobahn's name)
+    async def onJoin(self, details: SessionDetails) -> None:
         self.joined.set_result(details)
 
-    async def onLeave(self, details: CloseDetails) -> None:  # noqa: N802
+    async def onLeave(self, details: CloseDetails) -> None:
         if not self.left.done():
             self.left.set_result(details)
         if not self.joined.done():
             self.joined.set_exception(RuntimeError(f"not joined: {details.reason}"))
         self.disconnect()
 
-    def onDisconnect(self) -> None:  # noqa: N802
+    def onDisconnect(self) -> None:
         if not self.disconnected.done():
             self.disconnected.set_result(None)
 
@@ -134,10 +134,8 @@ async def join(port: int, *, serializer: str = "json", realm: str = "realm1") ->
     )
     await loop.create_connection(factory, "127.0.0.1", port)
     session = await asyncio.wait_for(created, TIMEOUT)
-    try:
+    with contextlib.suppress(RuntimeError):  # not joined: the caller looks at session.left
         await asyncio.wait_for(asyncio.shield(session.joined), TIMEOUT)
-    except RuntimeError:
-        pass  # the caller looks at session.left
     return session
 
 

@@ -20,6 +20,7 @@
 """
 
 from .app import App, Endpoint
+from .auth import Authenticate, AuthenticationFailed, bearer_token
 from .component import HttpComponent, HttpDecorator, MessageComponent
 from .connection import Connection
 from .exceptions import (
@@ -35,23 +36,29 @@ from .io_server import IoServer, ServerStats
 from .proxy import TrustedProxies
 from .router import Page, Route, Router
 from .security import ConnectionLimits, IpBlackList, OriginCheck
+from .session import FlaskSession, InvalidSession, SessionProvider
 from .static import StaticFiles
+from .wamp import Topic, WampComponent, WampConnection, WampError, WampServer
 from .ws_server import WsConnection, WsServer, broadcast
 
 __version__ = "0.1.0"
 
 __all__ = [
     "App",
+    "Authenticate",
+    "AuthenticationFailed",
     "Connection",
     "ConnectionClosed",
     "ConnectionLimits",
     "Endpoint",
+    "FlaskSession",
     "Headers",
     "HttpComponent",
     "HttpDecorator",
     "HttpRequest",
     "HttpResponse",
     "HttpServer",
+    "InvalidSession",
     "IoServer",
     "IpBlackList",
     "LocalProtocolError",
@@ -65,11 +72,18 @@ __all__ = [
     "Router",
     "ServerError",
     "ServerStats",
+    "SessionProvider",
     "StaticFiles",
+    "Topic",
     "TrustedProxies",
+    "WampComponent",
+    "WampConnection",
+    "WampError",
+    "WampServer",
     "WsConnection",
     "WsServer",
     "__version__",
+    "bearer_token",
     "broadcast",
     "http_response",
 ]

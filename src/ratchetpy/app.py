@@ -183,10 +183,10 @@ class App:
 
         ``component`` may be a :class:`~ratchetpy.MessageComponent` (served as a WebSocket
         through a :class:`~ratchetpy.WsServer` built for it; pass your own ``WsServer(...)``
-        for its options), a :class:`~ratchetpy.wamp.WampComponent` (served as a WAMP router:
-        ``WsServer(WampServer(component))``; a ``WampServer`` is a MessageComponent), any HTTP component (:class:`~ratchetpy.StaticFiles`,
-        :class:`~ratchetpy.Page`, a ``WsServer``), or a function ``request -> response``
-        (see :class:`Endpoint`).
+        for its options), a :class:`~ratchetpy.WampComponent` (served as a WAMP router,
+        ``WsServer(WampServer(component))``; a ``WampServer`` is a MessageComponent), any
+        HTTP component (:class:`~ratchetpy.StaticFiles`, :class:`~ratchetpy.Page`, a
+        ``WsServer``), or a function ``request -> response`` (see :class:`Endpoint`).
 
         ``path`` may hold ``{name}`` and a final ``{name:path}``; the values arrive in
         ``request.path_params`` (``conn.http_request.path_params`` in a WebSocket component).

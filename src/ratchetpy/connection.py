@@ -8,13 +8,17 @@ below, as Ratchet's decorators do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .http import HttpRequest
 
 __all__ = ["Connection", "Counters", "Timer", "Transport"]
+
+#: The session of a request that has none: empty and read-only, shared by all of them.
+NO_SESSION: Mapping[str, Any] = MappingProxyType({})
 
 
 class Timer(Protocol):
@@ -66,6 +70,12 @@ class Connection:
         The negotiated WebSocket subprotocol, or ``None``.
     ``secure``
         True on a TLS connection (``wss://``, ``https://``) served by this server.
+    ``user_id``
+        Who the client is, as an :class:`~ratchetpy.auth.Authenticate` hook accepted it;
+        ``None`` without one (read-only).
+    ``session``
+        The web application's session, as a :class:`~ratchetpy.session.SessionProvider` read
+        it from the handshake's cookie; an empty mapping without one (read-only).
 
     Like Ratchet's connections, it takes any attribute you set on it (``conn.user = user``), so
     per-connection data lives on the connection and goes away with it. Names starting with an
@@ -77,6 +87,25 @@ class Connection:
     http_request: HttpRequest | None = None
     subprotocol: str | None = None
     secure: bool = False
+
+    @property
+    def user_id(self) -> str | None:
+        """The user id the authentication hook accepted the request with, or ``None``.
+
+        Read from ``http_request`` rather than stored here, so that every connection object
+        of the stack (the transport below, the WebSocket connection above) agrees.
+        """
+        request = self.http_request
+        return None if request is None else request.user_id
+
+    @property
+    def session(self) -> Mapping[str, Any]:
+        """The web application's session read from the request's cookie (read-only).
+
+        Empty when there was no session provider, no cookie, or one that failed verification.
+        """
+        request = self.http_request
+        return NO_SESSION if request is None else request.session
 
     def send(self, data: str | bytes) -> None:
         """Queue ``data`` for the peer and return at once; never blocks on a slow peer.

@@ -3,11 +3,17 @@
 .. code-block:: text
 
     RatchetError               base of everything below
-    ├── ProtocolError          someone broke HTTP or WebSocket rules
+    ├── ProtocolError          someone broke HTTP, WebSocket or WAMP rules
     │   ├── RemoteProtocolError    the peer did: carries the HTTP status or close code to answer
+    │   │   ├── wamp.ProtocolViolation   a WAMP client broke WAMP's rules (wamp.InvalidUri)
+    │   │   └── wamp.SerializationError  a WAMP message could not be decoded
     │   └── LocalProtocolError     this side did (a bad close code, sending after close, ...)
+    │       └── wamp.EncodeError       a value cannot be expressed in a WAMP serializer's format
     ├── ConnectionClosed       the connection is gone; raised by awaiting calls such as drain()
-    └── ServerError            the server could not do what it was asked (bind, start twice)
+    ├── ServerError            the server could not do what it was asked (bind, start twice)
+    ├── AuthenticationFailed   an Authenticate check refuses a request (401 or 403)
+    ├── InvalidSession         a session cookie failed verification (read as an empty session)
+    └── wamp.WampError         a WAMP handler refuses a request; the client gets its error URI
 
 Exceptions raised by user handlers are not wrapped: they reach ``on_error`` as they were raised.
 """

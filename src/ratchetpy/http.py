@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 import h11
 
 from .component import HttpComponent, MaybeAwaitable, delegate_chain
-from .connection import Connection, Timer
+from .connection import NO_SESSION, Connection, Timer
 
 if TYPE_CHECKING:
     from .proxy import TrustedProxies
@@ -87,6 +87,13 @@ class HttpRequest:
     decoded. ``body`` holds the request body when there was one. ``path_params`` holds what a
     route pattern such as ``/rooms/{room}`` captured (decoded). ``scheme`` is ``"https"`` on TLS
     connections (or when a trusted proxy says so), else ``"http"``.
+
+    ``user_id`` is who the client is, once an :class:`~ratchetpy.auth.Authenticate` hook
+    accepted the request (``None`` before, or without one). ``session`` is the web
+    application's session read from its cookie by a
+    :class:`~ratchetpy.session.SessionProvider`: a read-only mapping, empty without one. Both
+    are recorded on the request itself, not on a copy, so every layer that holds it, and
+    ``conn.http_request``, sees them.
     """
 
     method: str
@@ -99,12 +106,34 @@ class HttpRequest:
     path: str = field(init=False)
     query: str = field(init=False)
     cookies: dict[str, str] = field(init=False)
+    # Keyword-only and left out of comparisons: they say who sent the request, not what it is.
+    # In __init__ so that replace() (the router adding path_params) carries them over.
+    user_id: str | None = field(default=None, compare=False, kw_only=True)
+    # Not in repr: a session may hold secrets (CSRF tokens) that must not reach a log line.
+    session: Mapping[str, Any] = field(
+        default_factory=lambda: NO_SESSION, compare=False, repr=False, kw_only=True
+    )
 
     def __post_init__(self) -> None:
         path, _, query = self.target.partition("?")
         object.__setattr__(self, "path", path)
         object.__setattr__(self, "query", query)
         object.__setattr__(self, "cookies", _parse_cookies(self.headers.get_all("cookie")))
+
+    def _attach(
+        self, *, user_id: str | None = None, session: Mapping[str, Any] | None = None
+    ) -> None:
+        """Record ``user_id`` and/or ``session`` (those not ``None``) on this very request.
+
+        The one change a request sees after parsing, made by the authentication and session
+        layers. In place rather than on a ``replace()`` copy because layers below have already
+        stored this object (``conn.http_request``) and must see who the client turned out to
+        be; a copy would leave them with a stale, anonymous request.
+        """
+        if user_id is not None:
+            object.__setattr__(self, "user_id", user_id)
+        if session is not None:
+            object.__setattr__(self, "session", session)
 
     @property
     def query_params(self) -> dict[str, list[str]]:
