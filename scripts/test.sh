@@ -15,13 +15,14 @@ fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
 
-# Programs some tests drive: the system Chromium (tests/test_browser.py, through Playwright,
-# no browser download) and nginx (tests/test_nginx.py runs docs/howto/behind-nginx.md's
+# Programs some tests drive: the system Chromium (tests/test_browser*.py, through Playwright,
+# no browser download; npm fetches AutobahnJS for it) and nginx (tests/test_nginx.py runs docs/howto/behind-nginx.md's
 # configuration). Install what is missing when we can (root with apt-get), in one apt run;
 # whatever is present afterwards, its tests must run rather than skip.
 have_nginx() { command -v nginx > /dev/null 2>&1 || [ -x /usr/sbin/nginx ]; }
 missing=()
 command -v chromium > /dev/null 2>&1 || missing+=(chromium)
+command -v npm > /dev/null 2>&1 || missing+=(npm)  # fetches AutobahnJS for the browser tests
 have_nginx || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then

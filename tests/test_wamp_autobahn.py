@@ -9,15 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import queue
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import trio
 
-from ratchetpy import App, ServerError
-from ratchetpy.wamp import NOT_AUTHORIZED, WampComponent, WampConnection, WampError, WampServer
+from ratchetpy.wamp import NOT_AUTHORIZED, WampComponent, WampConnection, WampError
+from wamp_support import TIMEOUT, ServerThread, serve_wamp
 
 txaio = pytest.importorskip("txaio")
 txaio.use_asyncio()
@@ -32,65 +31,6 @@ from autobahn.wamp.types import (  # noqa: E402
     PublishOptions,
     SessionDetails,
 )
-
-TIMEOUT = 10.0
-
-
-class ServerThread:
-    """An App serving a WAMP router at /ws on a free port, in a trio thread."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.port = 0
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, daemon=True)
-
-    def _main(self) -> None:
-        async def serve() -> None:
-            async with trio.open_nursery() as nursery:
-                self.port = await nursery.start(self.app.serve)
-                self._started.set()
-
-        try:
-            trio.run(serve)
-        except BaseException as exc:  # reported by stop()
-            self._error = exc
-            self._started.set()
-
-    def __enter__(self) -> ServerThread:
-        self._thread.start()
-        assert self._started.wait(TIMEOUT), "server did not start"
-        if self._error is not None:
-            raise self._error
-        return self
-
-    def run_in_server(self, callback: Callable[[], Any]) -> Any:
-        """Run ``callback`` in the server's trio thread and return its result."""
-        results: queue.Queue[Any] = queue.Queue()
-        self.app.call_soon_threadsafe(lambda: results.put(callback()))
-        return results.get(timeout=TIMEOUT)
-
-    def stop(self) -> None:
-        if self._thread.is_alive():
-            with contextlib.suppress(ServerError):  # stopping already
-                self.app.call_soon_threadsafe(self.app.shutdown)
-            self._thread.join(TIMEOUT)
-        assert not self._thread.is_alive(), "server did not stop"
-        if self._error is not None:
-            raise self._error
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
-
-
-def serve_wamp(component: WampComponent | None = None, **options: Any) -> ServerThread:
-    app = App(None, 0, "127.0.0.1", shutdown_timeout=5)
-    wamp = WampServer(component, **options)
-    app.route("/ws", wamp, allowed_origins=["*"])
-    server = ServerThread(app)
-    server.wamp = wamp  # type: ignore[attr-defined]
-    return server
 
 
 class Session(ApplicationSession):  # type: ignore[misc]
