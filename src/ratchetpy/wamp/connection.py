@@ -76,6 +76,16 @@ class WampConnection(Connection):
     def subscriptions(self) -> tuple[Topic, ...]:
         return tuple(self._subscriptions.values())
 
+    @property
+    def joined(self) -> bool:
+        """True from WELCOME until the session ends (False while ``on_open`` runs)."""
+        session_id = self.session_id
+        return (
+            session_id is not None
+            and not self._ws.closed
+            and self._server._sessions.get(session_id) is self
+        )
+
     # -- Ratchet's WampConnection ------------------------------------------------------------
 
     def event(self, topic: Topic | str, msg: Any) -> bool:
@@ -168,7 +178,7 @@ class WampConnection(Connection):
 
     def _goodbye(self, reason: str, message: str = "") -> None:
         """Send a GOODBYE with the close reason URI ``reason``, if the session is joined."""
-        if self.session_id is not None and not self._ws.closed:
+        if self.joined:
             details = {"message": message} if message else {}
             self._send_message([GOODBYE, details, reason])
 
@@ -192,13 +202,8 @@ class WampConnection(Connection):
         self._ws.send(self._serializer.encode(message))
 
     def _close_call(self, call_id: int) -> bool:
-        """Mark call ``call_id`` answered; False if its caller (this session) is gone."""
-        session_id = self.session_id
-        if (
-            session_id is None
-            or self._ws.closed
-            or self._server._sessions.get(session_id) is not self
-        ):
+        """Mark call ``call_id`` answered; False if its session has ended."""
+        if not self.joined:
             return False
         if call_id not in self._open_calls:
             raise LocalProtocolError(

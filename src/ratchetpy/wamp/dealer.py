@@ -72,7 +72,7 @@ class Procedure:
         if caller._open_calls.get(call_id, False) is not None:
             return  # answered already, forwarded already, or never opened
         callee = self.callee
-        if callee is None or self.registration_id is None or callee.closed:
+        if callee is None or self.registration_id is None or not callee.joined:
             caller.call_error(call_id, NO_SUCH_PROCEDURE, f"no callee registered for {self.id}")
             return
         if len(callee._invocations) >= callee._server.max_pending_calls:

@@ -204,6 +204,7 @@ class WampServer(MessageComponent):
         self._open_realms = realms is None
         for name in realms or ():
             self.realms[name] = Realm(name)
+        self._configured_realms = frozenset(self.realms)
         self.hello_timeout = hello_timeout
         self.max_subscriptions = max_subscriptions
         self.max_registrations = max_registrations
@@ -215,7 +216,12 @@ class WampServer(MessageComponent):
     # -- server-side API -------------------------------------------------------------------
 
     def realm(self, name: str | None = None) -> Realm:
-        """The realm ``name``; ``None`` means the only (or first) configured realm."""
+        """The realm ``name``; ``None`` means the first configured realm.
+
+        With ``realms=None`` a realm exists while sessions are in it; for a name nobody is in,
+        this returns an empty realm that is not kept. Raises ValueError for a name that is
+        not served.
+        """
         if name is None:
             if not self.realms:
                 raise ValueError("no realm configured: name the realm")
@@ -224,7 +230,7 @@ class WampServer(MessageComponent):
         if realm is None:
             if not self._open_realms:
                 raise ValueError(f"no realm {name!r}; realms: {list(self.realms)}")
-            realm = self.realms[name] = Realm(name)
+            realm = Realm(name)  # kept from the first WELCOME in it
         return realm
 
     def publish(
@@ -371,20 +377,24 @@ class WampServer(MessageComponent):
             if exc is None and not session.closed:
                 self._welcome(session)
                 return None
+            # Refused, failed or gone: this session never starts, whatever happens next.
+            session.session_id = None
+            session.realm = None
             if isinstance(exc, WampError):
                 logger.info("session from %s refused by on_open: %s", session.remote_address, exc)
                 self._abort(session, exc.error, str(exc.error_args[0]) if exc.error_args else "")
             elif exc is not None:
                 self._abort(session, RUNTIME_ERROR, "internal error")
                 return report_error(self.component, session, exc)
-            session.session_id = None
-            session.realm = None
             return None
 
         return _run(self.component.on_open, (session,), done)
 
     def _welcome(self, session: WampConnection) -> None:
         assert session.session_id is not None and session.realm is not None
+        # An open realm is kept while someone is in it (another session may have made it
+        # first while this one's on_open ran).
+        session.realm = self.realms.setdefault(session.realm.name, session.realm)
         self._sessions[session.session_id] = session
         session.realm.sessions[session.session_id] = session
         if session.authid is not None:
@@ -424,7 +434,7 @@ class WampServer(MessageComponent):
         if not session.closed:
             details = {"message": message} if message else {}
             session._send_message([ABORT, details, reason])
-            session._ws.close(close_code, reason[:120])
+            session._ws.close(close_code, _close_reason(reason))
 
     def _leave(self, session: WampConnection) -> MaybeAwaitable:
         """End a joined session: unsubscribe, unregister, settle calls, ``on_close``."""
@@ -442,12 +452,20 @@ class WampServer(MessageComponent):
                     del self._by_user[session.authid]
         for procedure in session._registrations.values():
             realm.procedures.pop(procedure.id, None)
+            procedure.callee = None
         session._registrations.clear()
         cancel_calls_of(session)
         topics = list(session._subscriptions.values())
         session._subscriptions.clear()
         for topic in topics:
             realm.topics.discard(topic, session)
+        if (
+            self._open_realms
+            and not realm.sessions
+            and realm.name not in self._configured_realms
+            and self.realms.get(realm.name) is realm
+        ):
+            del self.realms[realm.name]  # memory follows the realms in use
         component = self.component
 
         def unsubscribed(topic: Topic) -> Callable[[], MaybeAwaitable]:
@@ -490,9 +508,13 @@ class WampServer(MessageComponent):
                 "request %d of session %s refused: %s", request_id, session.session_id, exc
             )
             if reply:
-                session.send_error(
-                    request_type, request_id, exc.error, exc.error_args, exc.error_kwargs
-                )
+                try:
+                    session.send_error(
+                        request_type, request_id, exc.error, exc.error_args, exc.error_kwargs
+                    )
+                except EncodeError as bad:
+                    logger.warning("WampError arguments cannot be sent (%s); sent without", bad)
+                    session.send_error(request_type, request_id, exc.error)
             return None
         if isinstance(exc, EncodeError):
             if reply:
@@ -739,6 +761,16 @@ class WampServer(MessageComponent):
     def _goodbye(self, session: WampConnection, message: Goodbye) -> MaybeAwaitable:
         session._send_message([GOODBYE, {}, GOODBYE_AND_OUT])
         logger.info("WAMP session %s left: %s", session.session_id, message.reason)
+        # The connection may stay for a new session (a new HELLO): that is a new
+        # WampConnection, so that nothing held from this session (an open call's id, a
+        # reference kept by the component) can reach the next one.
+        ws = session._ws
+        if self._connections.get(ws) is session:
+            self._connections[ws] = fresh = WampConnection(self, ws, session._serializer)
+            if self.hello_timeout:
+                fresh._hello_timer = ws.call_later(
+                    self.hello_timeout, lambda: self._hello_missing(fresh)
+                )
         return self._leave(session)
 
     def _client_abort(self, session: WampConnection, message: Abort) -> MaybeAwaitable:
@@ -758,6 +790,12 @@ class WampServer(MessageComponent):
         Goodbye: _goodbye,
         Abort: _client_abort,
     }
+
+
+def _close_reason(text: str) -> str:
+    """``text`` cut to the 123 UTF-8 bytes a close frame's reason may hold."""
+    data = text.encode("utf-8")
+    return text if len(data) <= 123 else data[:123].decode("utf-8", "ignore")
 
 
 def _acknowledged(session: WampConnection, raw: Any) -> bool:
