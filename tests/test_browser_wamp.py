@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from browser_support import Watched, browser, chromium_executable
 from wamp_support import ServerThread, serve_wamp
 

@@ -38,7 +38,7 @@ from .router import Page, Route, Router
 from .security import ConnectionLimits, IpBlackList, OriginCheck
 from .session import FlaskSession, InvalidSession, SessionProvider
 from .static import StaticFiles
-from .wamp import Topic, WampComponent, WampConnection, WampError, WampServer
+from .wamp import PublishEndpoint, Topic, WampComponent, WampConnection, WampError, WampServer
 from .ws_server import WsConnection, WsServer, broadcast
 
 __version__ = "0.1.0"
@@ -66,6 +66,7 @@ __all__ = [
     "OriginCheck",
     "Page",
     "ProtocolError",
+    "PublishEndpoint",
     "RatchetError",
     "RemoteProtocolError",
     "Route",

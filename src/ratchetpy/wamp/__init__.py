@@ -11,6 +11,7 @@ from .connection import WampConnection
 from .dealer import LIMIT_EXCEEDED, Procedure
 from .messages import *  # noqa: F403
 from .messages import __all__ as _messages_all
+from .publish import PublishEndpoint
 from .serializers import *  # noqa: F403
 from .serializers import __all__ as _serializers_all
 from .server import CLOSE_SYSTEM_SHUTDOWN, Realm, WampServer
@@ -20,6 +21,7 @@ __all__ = [
     "LIMIT_EXCEEDED",
     "Payload",
     "Procedure",
+    "PublishEndpoint",
     "Realm",
     "Topic",
     "TopicManager",
