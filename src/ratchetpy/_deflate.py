@@ -11,7 +11,7 @@ import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["DeflateParameters", "Deflater", "Inflater", "negotiate_deflate"]
+__all__ = ["DeflateParameters", "Deflater", "Inflater", "compress_alone", "negotiate_deflate"]
 
 EXTENSION_NAME = "permessage-deflate"
 
@@ -233,19 +233,35 @@ class Deflater:
         # Created on first use so that idle connections do not hold zlib's buffers.
         self._compressor: zlib._Compress | None = None
 
+    @property
+    def shared_window_bits(self) -> int | None:
+        """With no context takeover, the window bits every message is compressed with alone
+        (so the same message compresses to the same bytes on every such connection); else
+        ``None``: each message depends on this connection's history."""
+        return self._wbits if self._no_context_takeover else None
+
     def compress(self, data: bytes) -> bytes:
         """Return the payload of one compressed message (RSV1 set by the caller)."""
         compressor = self._compressor
         if compressor is None:
-            compressor = zlib.compressobj(
+            if self._no_context_takeover:
+                return compress_alone(data, self._wbits)
+            compressor = self._compressor = zlib.compressobj(
                 zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, self._wbits, _MEM_LEVEL
             )
-            if not self._no_context_takeover:
-                self._compressor = compressor
-        out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-        if out.endswith(_TAIL):
-            out = out[:-4]
-        return out
+        return _strip_tail(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+
+def compress_alone(data: bytes, wbits: int) -> bytes:
+    """The payload of ``data`` compressed as a message of its own (no context takeover) with
+    the negative window bits ``wbits``: the same bytes for every connection that agreed on
+    them, which lets a broadcast compress once."""
+    compressor = zlib.compressobj(zlib.Z_DEFAULT_COMPRESSION, zlib.DEFLATED, wbits, _MEM_LEVEL)
+    return _strip_tail(compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH))
+
+
+def _strip_tail(out: bytes) -> bytes:
+    return out[:-4] if out.endswith(_TAIL) else out
 
 
 class Inflater:

@@ -27,7 +27,7 @@ from .events import CloseReceived, Message, Ping, Pong, ProtocolFailure
 from .exceptions import RemoteProtocolError
 from .handshake import SUPPORTED_VERSION, accept_response, parse_upgrade
 from .http import HttpRequest, HttpResponse, http_response
-from .wsprotocol import WebSocketProtocol, encode_broadcast
+from .wsprotocol import WebSocketProtocol, encode_broadcast, encode_broadcast_compressed
 
 __all__ = ["WsConnection", "WsServer", "broadcast"]
 
@@ -156,6 +156,13 @@ class WsServer(HttpComponent):
     ``compression``
         ``"deflate"`` (default) negotiates permessage-deflate when the client offers it;
         ``None`` never compresses.
+    ``context_takeover``
+        With ``False``, permessage-deflate compresses each message on its own (the server
+        asks for ``server_no_context_takeover``): compression is a little weaker, but a
+        message compresses to the same bytes for every client, so :func:`broadcast`
+        compresses and frames it once for all of them. Default:
+        ``component.compression_context_takeover`` if set (``False`` for
+        :class:`~ratchetpy.WampServer`, whose events fan out), else ``True``.
     ``keepalive``
         Seconds between pings (Ratchet's ``enableKeepAlive``); a peer that has not answered
         the previous ping by the next one is closed with 1011. ``None`` (default) sends none.
@@ -174,6 +181,7 @@ class WsServer(HttpComponent):
         compression: str | None = "deflate",
         keepalive: float | None = None,
         close_timeout: float = 10.0,
+        context_takeover: bool | None = None,
     ) -> None:
         if compression not in ("deflate", None):
             raise ValueError(f"compression must be 'deflate' or None, not {compression!r}")
@@ -189,6 +197,9 @@ class WsServer(HttpComponent):
         self.require_subprotocol = require_subprotocol
         self.max_message_size = max_message_size
         self.compression = compression
+        if context_takeover is None:
+            context_takeover = bool(getattr(component, "compression_context_takeover", True))
+        self.context_takeover = context_takeover
         self.keepalive = keepalive
         self.close_timeout = close_timeout
         self._conns: dict[Connection, WsConnection] = {}
@@ -287,7 +298,9 @@ class WsServer(HttpComponent):
         deflate = None
         extensions = None
         if self.compression == "deflate" and upgrade.extensions:
-            agreed = negotiate_deflate(list(upgrade.extensions))
+            agreed = negotiate_deflate(
+                list(upgrade.extensions), server_no_context_takeover=not self.context_takeover
+            )
             if agreed is not None:
                 deflate, extensions = agreed
         protocol = WebSocketProtocol(max_message_size=self.max_message_size, deflate=deflate)
@@ -404,12 +417,15 @@ def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
 
     One uncompressed frame serves every WebSocket connection without compression, and every
     one with compression when the message is too small to be worth compressing (the
-    permessage-deflate sender may leave any message uncompressed). Larger messages to
-    compressing connections are compressed per connection, since each has its own compression
-    context. Other connections get ``send(message)``. Closed connections are skipped and slow
+    permessage-deflate sender may leave any message uncompressed). Larger messages are
+    compressed once for all connections that compress without context takeover
+    (``WsServer(context_takeover=False)``) with the same window, and per connection for the
+    others, since each has its own compression context. Other connections get
+    ``send(message)``. Closed connections are skipped and slow
     consumers handled as by ``send``. Not a checkpoint.
     """
     shared: bytes | None = None
+    compressed: dict[int, bytes] | None = None  # window bits -> frame
     # For str this counts characters, at most the UTF-8 size: a message judged small may go
     # out uncompressed when compressing would have been allowed, which is always valid.
     size = len(message)
@@ -427,5 +443,21 @@ def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
                     shared = encode_broadcast(message)
                 transport.counters.messages_out += 1
                 transport.write(shared)
+                continue
+            wbits = protocol.shared_deflate_bits
+            if wbits is not None:
+                if conn._closing:
+                    continue
+                transport = conn._transport
+                if transport.over_write_limit:
+                    conn._drop_slow_consumer()
+                    continue
+                if compressed is None:
+                    compressed = {}
+                frame = compressed.get(wbits)
+                if frame is None:
+                    frame = compressed[wbits] = encode_broadcast_compressed(message, wbits)
+                transport.counters.messages_out += 1
+                transport.write(frame)
                 continue
         conn.send(message)

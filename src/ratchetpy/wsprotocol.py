@@ -17,7 +17,7 @@ import enum
 import struct
 import zlib
 
-from ._deflate import DeflateParameters, Deflater, Inflater
+from ._deflate import DeflateParameters, Deflater, Inflater, compress_alone
 from .events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
 from .exceptions import LocalProtocolError
 
@@ -107,6 +107,15 @@ def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = 
     return _frame(b0, payload)
 
 
+def encode_broadcast_compressed(data: str | bytes, wbits: int) -> bytes:
+    """Encode a message compressed on its own with window bits ``wbits``: valid on every
+    connection whose ``shared_deflate_bits`` is ``wbits`` (permessage-deflate without context
+    takeover), so a broadcast compresses once for all of them."""
+    if isinstance(data, str):
+        return _frame(0xC1, compress_alone(data.encode(), wbits))
+    return _frame(0xC2, compress_alone(data if type(data) is bytes else bytes(data), wbits))
+
+
 def encode_broadcast(data: str | bytes) -> bytes:
     """Encode a message uncompressed: the same bytes are valid on every connection.
 
@@ -168,6 +177,7 @@ class WebSocketProtocol:
         "close_code",
         "close_reason",
         "compress_min_size",
+        "shared_deflate_bits",
         "shares_encoding",
     )
 
@@ -191,6 +201,11 @@ class WebSocketProtocol:
         #: Whether encode_message gives the same bytes on every connection with this flag set,
         #: so that a broadcast can be encoded once. Compression state is per connection.
         self.shares_encoding = deflate is None
+        #: With permessage-deflate and no context takeover: the window bits of
+        #: :func:`encode_broadcast_compressed` frames that this connection may be sent.
+        self.shared_deflate_bits = (
+            self._deflater.shared_window_bits if self._deflater is not None else None
+        )
         #: The close code and reason that ended the connection: the first of the peer's close,
         #: our close and a protocol failure. None while nothing has been said.
         self.close_code: int | None = None

@@ -178,6 +178,9 @@ class WampServer(MessageComponent):
     """
 
     subprotocol_required = True
+    # Events fan out: compressing each message on its own lets one compressed frame serve
+    # every subscriber (WsServer asks for server_no_context_takeover).
+    compression_context_takeover = False
 
     def __init__(
         self,
