@@ -18,14 +18,18 @@ from websockets.trio.client import connect
 
 from ratchetpy import (
     App,
+    Authenticate,
     Connection,
     HttpRequest,
     HttpResponse,
     MessageComponent,
     Page,
     StaticFiles,
+    WampComponent,
+    WampServer,
     WsServer,
 )
+from ratchetpy.app import _describe
 
 Serve = Callable[[App], Awaitable[int]]
 
@@ -264,3 +268,16 @@ async def test_a_failing_endpoint_leaves_no_trace_in_the_limits(serve: Serve) ->
 def test_route_wants_an_instance_not_a_class() -> None:
     with pytest.raises(TypeError, match=r"Rooms\(\), not the class"):
         App().route("/", Rooms)
+
+
+def test_route_log_names_what_serves_each_route() -> None:
+    class Board(WampComponent):
+        pass
+
+    app = App(None, 0, "127.0.0.1")
+    wamp_route = app.route("/ws", Board())
+    plain_route = app.route("/router", WampServer())
+    guarded = app.route("/guarded", Authenticate(WsServer(WampServer(Board())), lambda r: None))
+    assert _describe(wamp_route.component) == "WAMP router Board"
+    assert _describe(plain_route.component) == "WAMP router WampComponent"
+    assert _describe(guarded.component) == "WAMP router Board behind Authenticate"

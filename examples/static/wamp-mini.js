@@ -25,6 +25,7 @@
     this._nextId = 1;
     this._pending = new Map();        // request id -> {resolve, reject, topic?}
     this._handlers = new Map();       // topic -> [handler, ...]
+    this._waiting = new Map();        // topic -> [{resolve, reject}] until first subscribed
     this._subscriptions = new Map();  // subscription id -> topic
     this._delay = 500;                // reconnect backoff, doubled up to 10 s
     this._connect();
@@ -77,7 +78,7 @@
       this.sessionId = message[1];
       this._delay = 500;
       this._status(true, "connected");
-      for (const topic of this._handlers.keys()) this._subscribe(topic);
+      for (const topic of this._handlers.keys()) this._resubscribe(topic);
       if (this.options.onJoin) this.options.onJoin(this.sessionId);
     } else if (type === EVENT) {
       const topic = this._subscriptions.get(message[1]);
@@ -115,12 +116,32 @@
     });
   };
 
-  // Calls handler(args, kwargs, details) for each event; survives reconnections.
+  // After (re)joining: subscribe again; settle the promises of subscribe() calls made
+  // while offline. A refusal is reported through onStatus, never left unhandled.
+  WampMini.prototype._resubscribe = function (topic) {
+    const self = this;
+    this._subscribe(topic).then(function (id) {
+      for (const waiter of self._waiting.get(topic) || []) waiter.resolve(id);
+      self._waiting.delete(topic);
+    }, function (error) {
+      for (const waiter of self._waiting.get(topic) || []) waiter.reject(error);
+      self._waiting.delete(topic);
+    });
+  };
+
+  // Calls handler(args, kwargs, details) for each event; survives reconnections. The promise
+  // resolves once the router has confirmed the subscription (after joining, if offline now).
   WampMini.prototype.subscribe = function (topic, handler) {
     const handlers = this._handlers.get(topic);
     if (handlers) { handlers.push(handler); return Promise.resolve(); }
     this._handlers.set(topic, [handler]);
-    return this.sessionId === null ? Promise.resolve() : this._subscribe(topic);
+    if (this.sessionId !== null) return this._subscribe(topic);
+    const self = this;
+    return new Promise(function (resolve, reject) {
+      const waiters = self._waiting.get(topic) || [];
+      waiters.push({resolve: resolve, reject: reject});
+      self._waiting.set(topic, waiters);
+    });
   };
 
   WampMini.prototype.publish = function (topic, args, kwargs) {

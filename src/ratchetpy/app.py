@@ -27,7 +27,7 @@ from typing import Any
 
 import trio
 
-from .component import HttpComponent, HttpResult, MessageComponent
+from .component import HttpComponent, HttpDecorator, HttpResult, MessageComponent
 from .connection import Connection, Timer
 from .http import HttpRequest, HttpResponse, HttpServer
 from .io_server import IoServer, ServerStats
@@ -291,11 +291,20 @@ class App:
 
 
 def _describe(component: Any) -> str:
-    while isinstance(component, OriginCheck):
+    # Look through decorators (origin check, authentication, session provider, yours) to what
+    # serves the route, naming the ones other than the origin check App adds everywhere.
+    wrappers = []
+    while isinstance(component, HttpDecorator):
+        if not isinstance(component, OriginCheck):
+            wrappers.append(type(component).__name__)
         component = component.component
+    behind = f" behind {', '.join(wrappers)}" if wrappers else ""
     if isinstance(component, WsServer):
-        return f"WebSocket {type(component.component).__name__}"
+        inner = component.component
+        if isinstance(inner, WampServer):
+            return f"WAMP router {type(inner.component).__name__}{behind}"
+        return f"WebSocket {type(inner).__name__}{behind}"
     if isinstance(component, Endpoint):
         handler = component.handler
-        return f"function {getattr(handler, '__qualname__', repr(handler))}"
-    return type(component).__name__
+        return f"function {getattr(handler, '__qualname__', repr(handler))}{behind}"
+    return f"{type(component).__name__}{behind}"
