@@ -17,6 +17,18 @@
  *              received by all N clients.  Counts deliveries (messages
  *              received, summed over clients).  Sequence numbers in the
  *              payload check order and completeness.
+ *   pubsub     --clients N --size B --window W
+ *              WAMP v2 pub/sub: N subscriber connections plus 1 publisher,
+ *              all offering the subprotocol wamp.2.json (the response must
+ *              select it).  Each subscriber sends HELLO, then SUBSCRIBE to
+ *              one topic after WELCOME; the publisher sends HELLO.  Once
+ *              all N are subscribed the publisher PUBLISHes (no
+ *              acknowledgement) with at most W publications not yet received
+ *              by all N subscribers; the payload is one string of B
+ *              characters starting with a 16-hex-digit sequence number.
+ *              Every EVENT is parsed (subscription id, details, payload) and
+ *              order and completeness are checked per subscriber.  Counts
+ *              deliveries (EVENTs received, summed over subscribers).
  *   handshake  --concurrency C
  *              C loops of connect -> upgrade -> 101 -> close frame -> server
  *              close frame -> server EOF -> close.  Counts completed loops.
@@ -26,8 +38,9 @@
  *              {"event":"held",...}, waits for a line or EOF on stdin, then
  *              prints the final line and exits.
  *
- * echo/broadcast/handshake: all clients connect first, then a warm-up of
- * --warmup seconds, then a measured window of --duration seconds.  At both
+ * echo/broadcast/pubsub/handshake: all clients connect first (pubsub: and
+ * join and subscribe), then a warm-up of --warmup seconds, then a measured
+ * window of --duration seconds.  At both
  * window edges the loadgen snapshots, in the same instant, its counters, its
  * own CPU time (getrusage) and, with --server-pid, the server's utime+stime
  * from /proc/PID/stat, so the server CPU is measured over exactly the window
@@ -47,6 +60,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -62,12 +76,19 @@
 #define MAX_IOV 64
 #define SEQ_DIGITS 16
 #define STALL_SECONDS 10.0
+#define PS_MSG_MAX 1024 /* longest WAMP message a pubsub connection buffers */
+#define PS_REALM "realm1"
+#define PS_TOPIC "com.example.bench"
+#define PS_SUBPROTOCOL "wamp.2.json"
 
-enum { M_ECHO, M_BROADCAST, M_HANDSHAKE, M_IDLE };
+enum { M_ECHO, M_BROADCAST, M_HANDSHAKE, M_IDLE, M_PUBSUB, N_MODES };
 enum { S_FREE, S_CONNECTING, S_UPGRADING, S_OPEN, S_CLOSING, S_AWAIT_EOF };
 enum { P_OPENING, P_SYNC, P_WARM, P_MEASURE };
 
-static const char *mode_names[] = {"echo", "broadcast", "handshake", "idle"};
+/* WAMP session state of a pubsub connection */
+enum { W_NONE, W_HELLO_SENT, W_SUBSCRIBING, W_READY };
+
+static const char *mode_names[] = {"echo", "broadcast", "handshake", "idle", "pubsub"};
 static const unsigned char mask_key[4] = {0x37, 0xfa, 0x21, 0x3d};
 
 typedef struct {
@@ -91,6 +112,10 @@ typedef struct {
     int ctrl_len;
     char seq[SEQ_DIGITS];
     int64_t last_seq;
+    /* pubsub: the current message (first PS_MSG_MAX bytes), the WAMP state */
+    char *mbuf;
+    int wamp, publisher;
+    uint64_t sub_id;
 } conn_t;
 
 /* options */
@@ -106,7 +131,7 @@ static int g_ep;
 static conn_t *g_conns;
 static int g_nconns;
 static unsigned char g_rbuf[RBUF_SIZE];
-static char g_request[512];
+static char g_request[640];
 static size_t g_request_len;
 static unsigned char *g_payload; /* reference payload (echo) */
 static unsigned char *g_dframe;  /* precomputed masked echo frame */
@@ -126,6 +151,9 @@ static int64_t bc_next_seq, bc_base, bc_complete, bc_sync_seq = -1;
 static int bc_synced, bc_sync_got;
 static uint32_t *bc_cnt;
 static double bc_sync_sent_at;
+
+/* pubsub state: bc_* above count the window; publications start at seq 0 */
+static int ps_welcomed, ps_subscribed; /* publisher + subscribers welcomed; subscribed */
 
 static double now_s(void) {
     struct timespec ts;
@@ -349,6 +377,8 @@ static int start_conn(conn_t *c) {
 
 /* ---------------- message handling ---------------- */
 
+static void seq_arrived(conn_t *c, int64_t seq);
+
 static void bc_on_message(conn_t *c) {
     char tmp[SEQ_DIGITS + 1];
     memcpy(tmp, c->seq, SEQ_DIGITS);
@@ -364,8 +394,14 @@ static void bc_on_message(conn_t *c) {
         c->last_seq = seq;
         return;
     }
-    if (seq != c->last_seq + 1) note_error("broadcast: got seq %lld after %lld", (long long)seq,
-                                           (long long)c->last_seq);
+    seq_arrived(c, seq);
+}
+
+/* order and completeness per receiver, and the window, once counting has started */
+static void seq_arrived(conn_t *c, int64_t seq) {
+    if (seq != c->last_seq + 1)
+        note_error("%s: got seq %lld after %lld", mode_names[opt_mode], (long long)seq,
+                   (long long)c->last_seq);
     c->last_seq = seq;
     if (seq < bc_base || seq >= bc_next_seq) return;
     bc_cnt[(seq - bc_base) % (uint64_t)opt_window]++;
@@ -376,7 +412,133 @@ static void bc_on_message(conn_t *c) {
     }
 }
 
+/* ---------------- pubsub (WAMP over JSON) ---------------- */
+
+/* a cursor over one JSON message; whitespace is allowed between tokens */
+typedef struct {
+    const char *p, *end;
+} scan_t;
+
+static void sc_ws(scan_t *s) {
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int sc_char(scan_t *s, char ch) {
+    sc_ws(s);
+    if (s->p >= s->end || *s->p != ch) return 0;
+    s->p++;
+    return 1;
+}
+
+/* a JSON integer >= 0 written without sign, fraction or exponent */
+static int sc_uint(scan_t *s, uint64_t *v) {
+    sc_ws(s);
+    const char *start = s->p;
+    uint64_t x = 0;
+    while (s->p < s->end && *s->p >= '0' && *s->p <= '9') {
+        if (x > (UINT64_MAX - 9) / 10) return 0;
+        x = x * 10 + (uint64_t)(*s->p++ - '0');
+    }
+    if (s->p == start || (s->p - start > 1 && *start == '0')) return 0;
+    *v = x;
+    return 1;
+}
+
+static int sc_done(scan_t *s) {
+    sc_ws(s);
+    return s->p == s->end;
+}
+
+static int hex_value(char ch) {
+    if (ch >= '0' && ch <= '9') return ch - '0';
+    if (ch >= 'a' && ch <= 'f') return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F') return ch - 'A' + 10;
+    return -1;
+}
+
+static void ps_send_text(conn_t *c, const char *text) {
+    queue_frame(c, 1, (const unsigned char *)text, strlen(text));
+}
+
+/* EVENT [36, SUB_ID, PUB_ID, {}, ["<16 hex digits><filler>"]] after "[36,"; 0 if malformed */
+static int ps_on_event(conn_t *c, scan_t *s) {
+    uint64_t sub_id, pub_id;
+    if (!sc_uint(s, &sub_id) || sub_id != c->sub_id || !sc_char(s, ',') || !sc_uint(s, &pub_id) ||
+        pub_id == 0 || !sc_char(s, ',') || !sc_char(s, '{') || !sc_char(s, '}') ||
+        !sc_char(s, ',') || !sc_char(s, '[') || !sc_char(s, '"'))
+        return 0;
+    /* the payload string: exactly opt_size characters, a sequence number then 'x' filler */
+    if ((size_t)(s->end - s->p) < opt_size) return 0;
+    int64_t seq = 0;
+    for (int i = 0; i < SEQ_DIGITS; i++) {
+        int h = hex_value(s->p[i]);
+        if (h < 0) return 0;
+        seq = seq * 16 + h;
+    }
+    for (size_t i = SEQ_DIGITS; i < opt_size; i++)
+        if (s->p[i] != 'x') return 0;
+    s->p += opt_size;
+    if (!sc_char(s, '"') || !sc_char(s, ']') || !sc_char(s, ']') || !sc_done(s)) return 0;
+    g_msgs++;
+    g_bytes += c->msg_off;
+    if (!bc_synced)
+        note_error("pubsub: EVENT before the first publication");
+    else
+        seq_arrived(c, seq);
+    return 1;
+}
+
+static void ps_on_message(conn_t *c) {
+    size_t len = c->msg_off;
+    if (c->msg_opcode != 1) {
+        note_error("pubsub: binary message from a wamp.2.json router");
+        return;
+    }
+    if (len > PS_MSG_MAX) {
+        note_error("pubsub: unexpected message of %llu bytes", (unsigned long long)len);
+        return;
+    }
+    scan_t s = {c->mbuf, c->mbuf + len};
+    uint64_t type, a, b;
+    if (!sc_char(&s, '[') || !sc_uint(&s, &type) || !sc_char(&s, ',')) goto bad;
+    if (type == 36 && c->wamp == W_READY && !c->publisher) {
+        if (!ps_on_event(c, &s)) goto bad;
+    } else if (type == 2 && c->wamp == W_HELLO_SENT) {
+        /* WELCOME [2, SESSION_ID, {details}] */
+        if (!sc_uint(&s, &a) || a == 0 || !sc_char(&s, ',') || !sc_char(&s, '{')) goto bad;
+        while (s.end > s.p && (s.end[-1] == ' ' || s.end[-1] == '\t' || s.end[-1] == '\n' ||
+                               s.end[-1] == '\r'))
+            s.end--;
+        if (s.end - s.p < 2 || s.end[-1] != ']' || s.end[-2] != '}') goto bad;
+        ps_welcomed++;
+        if (c->publisher) {
+            c->wamp = W_READY;
+        } else {
+            ps_send_text(c, "[32,1,{},\"" PS_TOPIC "\"]");
+            c->wamp = W_SUBSCRIBING;
+        }
+    } else if (type == 33 && c->wamp == W_SUBSCRIBING) {
+        /* SUBSCRIBED [33, 1, SUB_ID] */
+        if (!sc_uint(&s, &a) || a != 1 || !sc_char(&s, ',') || !sc_uint(&s, &b) || b == 0 ||
+            !sc_char(&s, ']') || !sc_done(&s))
+            goto bad;
+        c->sub_id = b;
+        c->wamp = W_READY;
+        ps_subscribed++;
+    } else {
+        goto bad;
+    }
+    return;
+bad:
+    note_error("pubsub: unexpected message: %.*s", (int)(len < 80 ? len : 80), c->mbuf);
+}
+
 static void on_message(conn_t *c) {
+    if (opt_mode == M_PUBSUB) {
+        ps_on_message(c);
+        return;
+    }
     g_msgs++;
     g_bytes += c->msg_off;
     if (opt_mode == M_ECHO) {
@@ -402,6 +564,10 @@ static void on_data(conn_t *c, const unsigned char *p, size_t n) {
         size_t k = SEQ_DIGITS - c->msg_off;
         if (k > n) k = n;
         memcpy(c->seq + c->msg_off, p, k);
+    } else if (opt_mode == M_PUBSUB && c->msg_off < PS_MSG_MAX) {
+        size_t k = PS_MSG_MAX - c->msg_off;
+        if (k > n) k = n;
+        memcpy(c->mbuf + c->msg_off, p, k);
     }
     c->msg_off += n;
 }
@@ -500,6 +666,25 @@ static void on_open(conn_t *c) {
         queue_frame(c, 8, code, 2);
         c->state = S_CLOSING;
     }
+    if (opt_mode == M_PUBSUB) {
+        ps_send_text(c, "[1,\"" PS_REALM "\",{\"roles\":{\"subscriber\":{},\"publisher\":{}}}]");
+        c->wamp = W_HELLO_SENT;
+    }
+}
+
+/* whether the response head has the header `name` (any case) with exactly `value` */
+static int has_header(const char *head, const char *name, const char *value) {
+    size_t nl = strlen(name), vl = strlen(value);
+    for (const char *line = strstr(head, "\r\n"); line; line = strstr(line, "\r\n")) {
+        line += 2;
+        if (strncasecmp(line, name, nl) != 0 || line[nl] != ':') continue;
+        const char *v = line + nl + 1, *e = strstr(v, "\r\n");
+        if (!e) e = v + strlen(v);
+        while (v < e && (*v == ' ' || *v == '\t')) v++;
+        while (e > v && (e[-1] == ' ' || e[-1] == '\t')) e--;
+        return (size_t)(e - v) == vl && memcmp(v, value, vl) == 0;
+    }
+    return 0;
 }
 
 static int handle_upgrade_data(conn_t *c) {
@@ -529,6 +714,12 @@ static int handle_upgrade_data(conn_t *c) {
     if (strncmp(c->hbuf, "HTTP/1.1 101", 12) != 0 || !strstr(c->hbuf, WS_ACCEPT)) {
         g_fail_status++;
         note_error("bad upgrade response: %.60s", c->hbuf);
+        conn_close(c);
+        return -1;
+    }
+    if (opt_mode == M_PUBSUB && !has_header(c->hbuf, "Sec-WebSocket-Protocol", PS_SUBPROTOCOL)) {
+        g_fail_status++;
+        note_error("upgrade response does not select " PS_SUBPROTOCOL);
         conn_close(c);
         return -1;
     }
@@ -641,6 +832,37 @@ static void bc_pump(double now) {
     if (s->olen > s->ooff && conn_flush(s) < 0) lost_conn(s, "write failed");
 }
 
+/* ---------------- pubsub publisher ---------------- */
+
+static void ps_publish(conn_t *pub, int64_t seq) {
+    static char *msg, *filler;
+    size_t cap = opt_size + 128;
+    if (!msg) {
+        msg = malloc(cap);
+        filler = malloc(opt_size - SEQ_DIGITS + 1);
+        if (!msg || !filler) die("out of memory");
+        memset(filler, 'x', opt_size - SEQ_DIGITS);
+        filler[opt_size - SEQ_DIGITS] = 0;
+    }
+    /* request ids start at 1 (HELLO has none; the publisher sends nothing else) */
+    int n = snprintf(msg, cap, "[16,%lld,{},\"" PS_TOPIC "\",[\"%016llx%s\"]]",
+                     (long long)seq + 1, (unsigned long long)seq, filler);
+    if (n < 0 || (size_t)n >= cap) die("pubsub: PUBLISH message too long");
+    queue_frame(pub, 1, (const unsigned char *)msg, (size_t)n);
+}
+
+/* publish once every subscriber has subscribed, keeping the window full */
+static void ps_pump(void) {
+    conn_t *pub = &g_conns[0];
+    if (pub->state != S_OPEN || pub->wamp != W_READY) return;
+    if (!bc_synced) {
+        if (ps_subscribed < opt_clients) return;
+        bc_synced = 1; /* bc_base = bc_complete = bc_next_seq = 0 */
+    }
+    while (bc_next_seq - bc_complete < opt_window) ps_publish(pub, bc_next_seq++);
+    if (pub->olen > pub->ooff && conn_flush(pub) < 0) lost_conn(pub, "write failed");
+}
+
 /* ---------------- main ---------------- */
 
 #define MAX_CPUS 64
@@ -691,7 +913,7 @@ static snap_t snap(void) {
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: loadgen echo|broadcast|handshake|idle --port P [--host H]\n"
+            "usage: loadgen echo|broadcast|pubsub|handshake|idle --port P [--host H]\n"
             "  [--clients N] [--inflight K] [--size B] [--binary] [--window W]\n"
             "  [--concurrency C] [--warm M] [--connect-concurrency N]\n"
             "  [--warmup S] [--duration S] [--connect-timeout S] [--server-pid PID]\n");
@@ -700,7 +922,7 @@ static void usage(void) {
 
 static void parse_args(int argc, char **argv) {
     if (argc < 2) usage();
-    for (int m = 0; m < 4; m++)
+    for (int m = 0; m < N_MODES; m++)
         if (strcmp(argv[1], mode_names[m]) == 0) opt_mode = m;
     if (opt_mode < 0) usage();
     for (int i = 2; i < argc; i++) {
@@ -730,6 +952,8 @@ static void parse_args(int argc, char **argv) {
         opt_concurrency < 1 || opt_connect_conc < 1 || opt_warm < 0 || opt_warm > opt_clients)
         usage();
     if (opt_mode == M_BROADCAST && opt_size < SEQ_DIGITS) die("broadcast needs --size >= 16");
+    if (opt_mode == M_PUBSUB && (opt_size < SEQ_DIGITS || opt_size > PS_MSG_MAX - 96))
+        die("pubsub needs 16 <= --size <= 928");
 }
 
 static void wait_stdin_line(void) {
@@ -797,8 +1021,12 @@ int main(int argc, char **argv) {
                                      "Connection: Upgrade\r\n"
                                      "Sec-WebSocket-Key: " WS_KEY "\r\n"
                                      "Sec-WebSocket-Version: 13\r\n"
+                                     "%s"
                                      "\r\n",
-                                     opt_host, opt_port);
+                                     opt_host, opt_port,
+                                     opt_mode == M_PUBSUB
+                                         ? "Sec-WebSocket-Protocol: " PS_SUBPROTOCOL "\r\n"
+                                         : "");
 
     if (opt_mode == M_ECHO) {
         g_payload = malloc(opt_size ? opt_size : 1);
@@ -808,15 +1036,24 @@ int main(int argc, char **argv) {
             g_payload[i] = opt_binary ? (unsigned char)(i * 31 + 7) : (unsigned char)('a' + i % 26);
         g_dframe_len = build_frame(g_dframe, opt_binary ? 2 : 1, g_payload, opt_size);
     }
-    if (opt_mode == M_BROADCAST) {
+    if (opt_mode == M_BROADCAST || opt_mode == M_PUBSUB) {
         bc_cnt = calloc((size_t)opt_window, sizeof *bc_cnt);
         if (!bc_cnt) die("out of memory");
     }
 
-    g_nconns = opt_mode == M_HANDSHAKE ? opt_concurrency : opt_clients;
+    /* pubsub: g_conns[0] is the publisher, the other opt_clients subscribe */
+    g_nconns = opt_mode == M_HANDSHAKE ? opt_concurrency
+               : opt_mode == M_PUBSUB  ? opt_clients + 1
+                                       : opt_clients;
     g_conns = calloc((size_t)g_nconns, sizeof *g_conns);
     if (!g_conns) die("out of memory");
     for (int i = 0; i < g_nconns; i++) g_conns[i].fd = -1;
+    if (opt_mode == M_PUBSUB) {
+        char *mbufs = malloc((size_t)g_nconns * PS_MSG_MAX);
+        if (!mbufs) die("out of memory");
+        for (int i = 0; i < g_nconns; i++) g_conns[i].mbuf = mbufs + (size_t)i * PS_MSG_MAX;
+        g_conns[0].publisher = 1;
+    }
     g_ep = epoll_create1(EPOLL_CLOEXEC);
     if (g_ep < 0) die("epoll_create1 failed");
 
@@ -853,8 +1090,8 @@ int main(int argc, char **argv) {
     }
 
     if (opt_mode != M_HANDSHAKE) {
-        open_until(opt_clients, t_start + opt_connect_timeout);
-        if (total_failed() > 0 || g_opened != (uint64_t)opt_clients) {
+        open_until(g_nconns, t_start + opt_connect_timeout);
+        if (total_failed() > 0 || g_opened != (uint64_t)g_nconns) {
             printf("{\"error\": \"could not open all connections: %s\", ", g_first_error);
             print_open_counts();
             printf("}\n");
@@ -871,7 +1108,7 @@ int main(int argc, char **argv) {
     }
 
     double t_conn = now_s();
-    g_phase = opt_mode == M_BROADCAST ? P_SYNC : P_WARM;
+    g_phase = opt_mode == M_BROADCAST || opt_mode == M_PUBSUB ? P_SYNC : P_WARM;
     double phase_t = t_conn;
     double last_progress_t = t_conn;
     uint64_t last_progress = 0;
@@ -881,11 +1118,20 @@ int main(int argc, char **argv) {
     for (;;) {
         double now = now_s();
         if (opt_mode == M_BROADCAST) bc_pump(now);
+        if (opt_mode == M_PUBSUB) ps_pump();
         if (g_phase == P_SYNC && bc_synced) {
             g_phase = P_WARM;
             phase_t = now;
         }
-        if (g_phase == P_SYNC && now - phase_t > 30.0) die("broadcast: clients never synced");
+        if (g_phase == P_SYNC && now - phase_t > 30.0) {
+            if (opt_mode == M_BROADCAST) die("broadcast: clients never synced");
+            printf("{\"error\": \"pubsub: not all sessions joined and subscribed in 30 s "
+                   "(%d of %d welcomed, %d of %d subscribed; first error: %s)\", "
+                   "\"errors\": %llu}\n",
+                   ps_welcomed, g_nconns, ps_subscribed, opt_clients, g_first_error,
+                   (unsigned long long)g_errors);
+            return 2;
+        }
         if (g_phase == P_WARM && now >= phase_t + opt_warmup) {
             s0 = snap();
             g_phase = P_MEASURE;
@@ -895,7 +1141,7 @@ int main(int argc, char **argv) {
             s1 = snap();
             break;
         }
-        uint64_t progress = g_msgs + g_handshakes;
+        uint64_t progress = g_msgs + g_handshakes + (uint64_t)(ps_welcomed + ps_subscribed);
         if (progress != last_progress) {
             last_progress = progress;
             last_progress_t = now;
@@ -923,10 +1169,10 @@ int main(int argc, char **argv) {
     double wall = s1.t - s0.t;
     double lg_cpu = s1.lg_cpu - s0.lg_cpu;
     uint64_t count = opt_mode == M_HANDSHAKE ? s1.hs - s0.hs : s1.msgs - s0.msgs;
-    printf("{\"mode\": \"%s\", \"clients\": %d, \"inflight\": %d, \"size\": %zu, \"binary\": %s, "
+    printf("{\"mode\": \"%s\", \"clients\": %d, \"connections\": %d, \"inflight\": %d, \"size\": %zu, \"binary\": %s, "
            "\"window\": %d, \"concurrency\": %d, \"warmup_s\": %.3f, \"elapsed_s\": %.6f, "
            "\"count\": %llu, \"bytes\": %llu, \"lg_cpu_s\": %.6f, \"lg_util\": %.4f, ",
-           mode_names[opt_mode], opt_clients, opt_inflight, opt_size,
+           mode_names[opt_mode], opt_clients, g_nconns, opt_inflight, opt_size,
            opt_binary ? "true" : "false", opt_window, opt_concurrency, opt_warmup, wall,
            (unsigned long long)count, (unsigned long long)(s1.bytes - s0.bytes), lg_cpu,
            lg_cpu / wall);

@@ -9,6 +9,10 @@ another.  The loadgen measures the server's CPU time (utime+stime from
 per second of server CPU; medians over the rounds are printed as a markdown
 table with ratchetpy's ratio to each reference server.
 
+The ``pubsub`` scenario runs only where a WAMP router exists (ratchetpy's
+``WampServer``); its rounds alternate with the ``broadcast`` rounds when both
+are selected, and the report gives its ratio to plain broadcast.
+
 Standard library only; Python 3.10+.  See bench/README.md.
 """
 
@@ -59,6 +63,18 @@ class Scenario:
     wall_unit: str
     server_mode: str  # --scenario passed to the server
     higher_is_better: bool = True
+    # Servers this scenario runs on, each with its own (script, module to import), when
+    # not every server has what it needs (a WAMP router); None: every server, as in SERVERS.
+    only: dict[str, tuple[str, str]] | None = None
+    # Run this scenario's rounds interleaved with those of the named one when both are
+    # selected, so the two are measured under the same conditions and can be compared.
+    pair_with: str | None = None
+
+    def script(self, server: str) -> tuple[str, str] | None:
+        """(server script, module it imports), or None if the scenario skips ``server``."""
+        if self.only is None:
+            return SERVERS[server]
+        return self.only.get(server)
 
 
 SCENARIOS = [
@@ -82,6 +98,15 @@ SCENARIOS = [
         "deliveries / server CPU s",
         "deliveries/s",
         "broadcast",
+    ),
+    Scenario(
+        "pubsub",
+        "pub/sub (WAMP), 1 publisher, 1000 subscribers, window {window}",
+        "deliveries / server CPU s",
+        "deliveries/s",
+        "pubsub",
+        only={"ratchetpy": ("bench_ratchetpy_wamp.py", "ratchetpy.wamp")},
+        pair_with="broadcast",
     ),
     Scenario(
         "idle",
@@ -285,8 +310,8 @@ class Bench:
         env["PYTHONPATH"] = src + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else src
         self.env = env
 
-    def server_available(self, server: str) -> str | None:
-        module = SERVERS[server][1]
+    def server_available(self, server: str, module: str | None = None) -> str | None:
+        module = module or SERVERS[server][1]
         r = subprocess.run(
             [self.args.python, "-c", f"import {module}"],
             env=self.env,
@@ -298,13 +323,15 @@ class Bench:
         return (r.stderr.strip().splitlines() or ["import failed"])[-1]
 
     def start_server(
-        self, server: str, mode: str, tag: str
+        self, server: str, sc: Scenario, tag: str
     ) -> tuple[subprocess.Popen[bytes], int, Path]:
         port = free_port()
-        script = BENCH / "servers" / SERVERS[server][0]
+        found = sc.script(server)
+        assert found is not None, f"{sc.name} does not run on {server}"
+        script = BENCH / "servers" / found[0]
         cmd, preexec = pin(
             self.args.server_cpu,
-            [self.args.python, str(script), "--port", str(port), "--scenario", mode],
+            [self.args.python, str(script), "--port", str(port), "--scenario", sc.server_mode],
         )
         logfile = self.logdir / f"{tag}.log"
         with open(logfile, "wb") as err:
@@ -337,6 +364,10 @@ class Bench:
         elif sc.name == "broadcast":
             mode = ["broadcast", "--clients", "1000", "--size", "32"]
             mode += ["--window", str(a.broadcast_window), *timed]
+        elif sc.name == "pubsub":
+            # 1000 subscribers plus the publisher; the published string is 32 characters
+            mode = ["pubsub", "--clients", "1000", "--size", "32"]
+            mode += ["--window", str(a.broadcast_window), *timed]
         elif sc.name == "handshake":
             mode = ["handshake", "--concurrency", "32", *timed]
         elif sc.name == "binary":
@@ -351,7 +382,7 @@ class Bench:
         run = Run(sc.name, server, rnd)
         tag = f"{sc.name}-{server}-{rnd}"
         try:
-            proc, port, logfile = self.start_server(server, sc.server_mode, tag)
+            proc, port, logfile = self.start_server(server, sc, tag)
         except RuntimeError as exc:
             run.note = str(exc)
             return run
@@ -504,6 +535,7 @@ def summarize(runs: list[Run], servers: list[str], scenarios: list[Scenario]) ->
             score = [r.server_core_busy for r in good if r.server_core_busy is not None]
             lps = [r.loadgen_per_server_cpu for r in good if r.loadgen_per_server_cpu is not None]
             per[srv] = {
+                "applies": sc.script(srv) is not None,
                 "runs": len(total),
                 "ok": len(good),
                 "metric": median([r.metric for r in good if r.metric is not None]),
@@ -526,6 +558,16 @@ def summarize(runs: list[Run], servers: list[str], scenarios: list[Scenario]) ->
             else:
                 ratios[ref] = None
         out[sc.name] = {"servers": per, "advantage": ratios}
+    pubsub, broadcast = out.get("pubsub"), out.get("broadcast")
+    if pubsub is not None and broadcast is not None:
+        # pub/sub on ratchetpy's WAMP router divided by plain broadcast on each server
+        mine = pubsub["servers"].get("ratchetpy", {}).get("metric")
+        vs: dict[str, float | None] = {}
+        for srv in servers:
+            theirs = broadcast["servers"][srv]["metric"]
+            if srv == "ratchetpy" or theirs is not None:
+                vs[srv] = mine / theirs if mine and theirs else None
+        pubsub["vs_broadcast"] = vs
     return out
 
 
@@ -588,7 +630,10 @@ def markdown(
         row = [title, unit]
         for srv in servers:
             m = s["servers"][srv]["metric"]
-            row.append(fmt(m) if m is not None else "FAILED")
+            if not s["servers"][srv]["applies"]:
+                row.append("n/a")
+            else:
+                row.append(fmt(m) if m is not None else "FAILED")
         for ref in refs:
             v = s["advantage"][ref]
             row.append("—" if v is None else f"{v:.2f}x")
@@ -600,6 +645,9 @@ def markdown(
         "better (more per CPU second, or fewer µs / KiB)."
     )
     lines.append("")
+    pubsub_lines = pubsub_report(summary, servers, args)
+    if pubsub_lines:
+        lines.extend([*pubsub_lines, ""])
     lines.append(
         "Raw rates per wall second and utilisation (medians): rate / server process CPU "
         "(server core busy) / loadgen process CPU (loadgen core busy). A core busier than "
@@ -613,7 +661,9 @@ def markdown(
         row = [sc.name + f" ({sc.wall_unit})"]
         for srv in servers:
             p = summary[sc.name]["servers"][srv]
-            if sc.name == "idle":
+            if not p["applies"]:
+                row.append("n/a")
+            elif sc.name == "idle":
                 row.append(f"{fmt(p['wall_rate'])} s to open" if p["wall_rate"] else "—")
             else:
                 row.append(
@@ -623,6 +673,50 @@ def markdown(
                 )
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
+
+
+def pubsub_report(
+    summary: dict[str, Any], servers: list[str], args: argparse.Namespace
+) -> list[str]:
+    """Pub/sub on ratchetpy's WAMP router against plain broadcast, as lines of markdown."""
+    pubsub = summary.get("pubsub")
+    if pubsub is None or "ratchetpy" not in servers:
+        return []
+    mine = fmt(pubsub["servers"]["ratchetpy"]["metric"])
+    if "vs_broadcast" not in pubsub:
+        return [
+            f"Pub/sub (WAMP) on ratchetpy: {mine} deliveries / server CPU s; add the "
+            "broadcast scenario to the run for its ratio to plain broadcast."
+        ]
+    lines = [
+        f"Pub/sub (WAMP) on ratchetpy, {mine} deliveries / server CPU s, against plain "
+        f"broadcast (same 1000 receivers, window {args.broadcast_window}; medians):",
+        "",
+        "| plain broadcast on | deliveries / server CPU s | WAMP pub/sub ÷ plain broadcast |",
+        "|---|---|---|",
+    ]
+    broadcast = summary["broadcast"]["servers"]
+    labels = {
+        "ratchetpy": "ratchetpy (the same stack without WAMP: the router's cost)",
+        "ratchetpy-app": "ratchetpy-app (plain broadcast through App)",
+    }
+    for srv, ratio in pubsub["vs_broadcast"].items():
+        label = labels.get(srv, f"{srv} (no WAMP router; its plain broadcast, for reference)")
+        value = "—" if ratio is None else f"{ratio:.2f}x"
+        lines.append(f"| {label} | {fmt(broadcast[srv]['metric'])} | {value} |")
+    return lines
+
+
+def schedule(scenarios: list[Scenario]) -> list[list[Scenario]]:
+    """Group the scenarios whose rounds are interleaved (``pair_with``), in the order given."""
+    names = {sc.name for sc in scenarios}
+    groups: dict[str, list[Scenario]] = {}
+    for sc in scenarios:
+        lead = sc.pair_with if sc.pair_with in names else sc.name
+        groups.setdefault(lead, []).append(sc)
+    for group in groups.values():  # the paired-with scenario first in each round
+        group.sort(key=lambda sc: sc.pair_with is not None)
+    return list(groups.values())
 
 
 # ---------------------------------------------------------------- main
@@ -693,6 +787,19 @@ def main(argv: list[str] | None = None) -> int:
             available.append(srv)
     if not available:
         sys.exit("no server available")
+    # per scenario, the servers it runs on (pubsub: only those with a WAMP router)
+    runs_on: dict[str, list[str]] = {}
+    for sc in scenarios:
+        runs_on[sc.name] = []
+        for srv in available:
+            found = sc.script(srv)
+            if found is None:
+                continue
+            problem = bench.server_available(srv, found[1])
+            if problem:
+                log(f"skipping {sc.name} on {srv}: cannot import {found[1]}: {problem}")
+            else:
+                runs_on[sc.name].append(srv)
 
     log(
         f"servers {', '.join(available)}; {args.rounds} rounds; warm-up {args.warmup} s, "
@@ -700,12 +807,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.loadgen_cpu}; RLIMIT_NOFILE {nofile}; logs in {bench.logdir}"
     )
     runs: list[Run] = []
-    for sc in scenarios:
+    for group in schedule(scenarios):
         for rnd in range(1, args.rounds + 1):
-            for srv in available:
-                run = bench.run_once(sc, srv, rnd)
-                runs.append(run)
-                log(f"[{sc.name}] round {rnd}/{args.rounds} {srv}: {describe(run)}")
+            for sc in group:
+                for srv in runs_on[sc.name]:
+                    run = bench.run_once(sc, srv, rnd)
+                    runs.append(run)
+                    log(f"[{sc.name}] round {rnd}/{args.rounds} {srv}: {describe(run)}")
 
     summary = summarize(runs, available, scenarios)
     table = markdown(summary, available, scenarios, args)

@@ -72,7 +72,7 @@ class Topic:
     by on the wire (``None`` for a topic nobody subscribes to).
     """
 
-    __slots__ = ("_pending", "_subscribers", "id", "realm", "subscription_id")
+    __slots__ = ("_groups", "_pending", "_subscribers", "id", "realm", "subscription_id")
 
     def __init__(self, uri: str, realm: Realm, subscription_id: int | None) -> None:
         self.id = uri
@@ -80,6 +80,10 @@ class Topic:
         self.subscription_id = subscription_id
         # A dict keeps subscription order, which makes deliveries reproducible.
         self._subscribers: dict[WampConnection, None] = {}
+        # The subscribers' WebSocket connections by serializer, kept up to date as they come
+        # and go, so that an unfiltered broadcast does no per-subscriber Python work before
+        # the frame is queued.
+        self._groups: dict[Serializer, dict[Any, None]] = {}
         self._pending = 0  # subscriptions waiting for an async on_subscribe
 
     def __str__(self) -> str:
@@ -119,25 +123,60 @@ class Topic:
         an empty list as everyone). ``exclude_authid`` / ``eligible_authid`` filter by
         authenticated user id (``conn.authid``): the way to reach every tab of one user.
 
-        The event is serialized once per serializer in use and framed once. If the payload
+        The event is serialized once per serializer in use and framed once; an unfiltered
+        broadcast (or one whose excluded sessions do not subscribe) does no per-subscriber
+        Python work beyond queuing the frame. If the payload
         cannot be encoded for one of the recipients' serializers (say, an int beyond 64 bits
         for msgpack), :class:`~ratchetpy.wamp.EncodeError` is raised and nobody receives it.
         Not a checkpoint; slow subscribers are handled as by ``send``.
         """
         payload = Payload.of(msg)
-        recipients = self._recipients(exclude, eligible, exclude_authid, eligible_authid)
-        if not recipients or self.subscription_id is None:
+        if self.subscription_id is None or not self._subscribers:
             return 0
+        if eligible is None and not exclude_authid and eligible_authid is None:
+            # The common case, a client's publication: only its own session is excluded,
+            # and usually it is not among the subscribers.
+            left_out = self._subscribed(exclude)
+            if not left_out:
+                groups = [(serializer, list(group)) for serializer, group in self._groups.items()]
+                self._send(payload, groups)
+                return len(self._subscribers)
+            recipients = [conn for conn in self._subscribers if conn not in left_out]
+        else:
+            recipients = self._recipients(exclude, eligible, exclude_authid, eligible_authid)
+        if not recipients:
+            return 0
+        by_serializer: dict[Serializer, list[Any]] = {}
+        for conn in recipients:
+            by_serializer.setdefault(conn._serializer, []).append(conn._ws)
+        self._send(payload, list(by_serializer.items()))
+        return len(recipients)
+
+    def _send(self, payload: Payload, groups: list[tuple[Serializer, list[Any]]]) -> None:
+        """Encode the EVENT once per serializer, all before sending any, then frame it once."""
         publication_id = payload.publication_id
         if publication_id is None:
             publication_id = IdGenerator.random()
-        event = [EVENT, self.subscription_id, publication_id, {}]
+        event: list[Any] = [EVENT, self.subscription_id, publication_id, {}]
         if payload.args or payload.kwargs:
             event.append(payload.args)
             if payload.kwargs:
                 event.append(payload.kwargs)
-        fan_out(event, recipients)
-        return len(recipients)
+        encoded = [(serializer.encode(event), group) for serializer, group in groups]
+        for data, group in encoded:
+            _broadcast_frames(group, data)
+
+    def _subscribed(self, peers: Iterable[Any]) -> set[WampConnection]:
+        """Those of ``peers`` (session ids or connections) that subscribe to this topic."""
+        if not peers:
+            return set()
+        sessions = self.realm.sessions
+        found = set()
+        for session_id in session_ids(peers):
+            conn = sessions.get(session_id)
+            if conn is not None and conn in self._subscribers:
+                found.add(conn)
+        return found
 
     def _recipients(
         self,
@@ -161,24 +200,6 @@ class Topic:
             and (not excluded_users or conn.authid not in excluded_users)
             and (allowed_users is None or conn.authid in allowed_users)
         ]
-
-
-def fan_out(message: list[Any], recipients: list[WampConnection]) -> None:
-    """Send one router-built message to many sessions, encoding it once per serializer.
-
-    Every encoding is done before anything is sent, so an :class:`EncodeError` leaves no
-    recipient with the message and others without it.
-    """
-    groups: dict[Serializer, list[Any]] = {}
-    for conn in recipients:
-        group = groups.get(conn._serializer)
-        if group is None:
-            groups[conn._serializer] = [conn._ws]
-        else:
-            group.append(conn._ws)
-    encoded = [(serializer.encode(message), group) for serializer, group in groups.items()]
-    for data, group in encoded:
-        _broadcast_frames(group, data)
 
 
 class TopicManager:
@@ -242,12 +263,18 @@ class TopicManager:
         topic._pending -= 1
         if subscriber is not None:
             topic._subscribers[subscriber] = None
+            topic._groups.setdefault(subscriber._serializer, {})[subscriber._ws] = None
         else:
             self._release(topic)
 
     def discard(self, topic: Topic, subscriber: WampConnection) -> None:
         """Remove ``subscriber`` from ``topic``, forgetting the topic if it is now unused."""
         topic._subscribers.pop(subscriber, None)
+        group = topic._groups.get(subscriber._serializer)
+        if group is not None:
+            group.pop(subscriber._ws, None)
+            if not group:
+                del topic._groups[subscriber._serializer]
         self._release(topic)
 
     def _release(self, topic: Topic) -> None:
