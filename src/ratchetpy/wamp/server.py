@@ -19,42 +19,29 @@ Faults, and who hears of them:
 
 from __future__ import annotations
 
-import inspect
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from ..component import MaybeAwaitable, MessageComponent, report_error
 from ..connection import Connection
+from . import _pubsub, _rpc
+from ._flow import run_handler, sequence
 from .broker import Payload, Topic, TopicManager
 from .component import WampComponent, WampError
 from .connection import WampConnection
-from .dealer import LIMIT_EXCEEDED, Procedure, cancel_calls_of, take_invocation
+from .dealer import Procedure, cancel_calls_of
 from .messages import (
     ABORT,
-    CALL,
     GOODBYE,
     GOODBYE_AND_OUT,
     HELLO,
     INVALID_ARGUMENT,
     INVALID_URI,
     NO_SUCH_REALM,
-    NO_SUCH_REGISTRATION,
-    NO_SUCH_SUBSCRIPTION,
-    PROCEDURE_ALREADY_EXISTS,
     PROTOCOL_VIOLATION,
     PUBLISH,
-    PUBLISHED,
-    REGISTER,
-    REGISTERED,
-    RESULT,
     RUNTIME_ERROR,
-    SUBSCRIBE,
-    SUBSCRIBED,
-    UNREGISTER,
-    UNREGISTERED,
-    UNSUBSCRIBE,
-    UNSUBSCRIBED,
     Abort,
     Call,
     Error,
@@ -102,58 +89,6 @@ class Realm:
 
     def __repr__(self) -> str:
         return f"<Realm {self.name!r}: {len(self.sessions)} sessions>"
-
-
-def _after(result: Any, done: Callable[[Exception | None], MaybeAwaitable]) -> MaybeAwaitable:
-    """Call ``done(None)`` once a handler's result is complete, or ``done(exc)`` if it raised.
-
-    A plain handler's result is complete at once; an ``async def``'s is awaited first (the
-    connection's next message waits meanwhile, which keeps each session's requests in order).
-    """
-    if not inspect.isawaitable(result):
-        return done(None)
-
-    async def wait() -> None:
-        try:
-            await result
-        except Exception as exc:
-            follow_up = done(exc)
-        else:
-            follow_up = done(None)
-        if follow_up is not None:
-            await follow_up
-
-    return wait()
-
-
-def _run(
-    handler: Callable[..., Any],
-    args: tuple[Any, ...],
-    done: Callable[[Exception | None], MaybeAwaitable],
-) -> MaybeAwaitable:
-    try:
-        result = handler(*args)
-    except Exception as exc:
-        return done(exc)
-    return _after(result, done)
-
-
-def _sequence(steps: Iterable[Callable[[], MaybeAwaitable]]) -> MaybeAwaitable:
-    """Run steps in order; from the first that returns an awaitable on, await each."""
-    iterator = iter(steps)
-    for step in iterator:
-        pending = step()
-        if pending is not None:
-
-            async def rest(first: Any = pending) -> None:
-                await first
-                for later in iterator:
-                    follow_up = later()
-                    if follow_up is not None:
-                        await follow_up
-
-            return rest()
-    return None
 
 
 class WampServer(MessageComponent):
@@ -391,7 +326,7 @@ class WampServer(MessageComponent):
                 return report_error(self.component, session, exc)
             return None
 
-        return _run(self.component.on_open, (session,), done)
+        return run_handler(self.component.on_open, (session,), done)
 
     def _welcome(self, session: WampConnection) -> None:
         assert session.session_id is not None and session.realm is not None
@@ -472,7 +407,9 @@ class WampServer(MessageComponent):
         component = self.component
 
         def unsubscribed(topic: Topic) -> Callable[[], MaybeAwaitable]:
-            return lambda: _run(component.on_unsubscribe, (session, topic), self._log_only(session))
+            return lambda: run_handler(
+                component.on_unsubscribe, (session, topic), self._log_only(session)
+            )
 
         def closed() -> MaybeAwaitable:
             log_only = self._log_only(session)
@@ -483,9 +420,9 @@ class WampServer(MessageComponent):
                 session.realm = None
                 return log_only(exc)
 
-            return _run(component.on_close, (session,), done)
+            return run_handler(component.on_close, (session,), done)
 
-        return _sequence([*(unsubscribed(topic) for topic in topics), closed])
+        return sequence([*(unsubscribed(topic) for topic in topics), closed])
 
     def _log_only(self, session: WampConnection) -> Callable[[Exception | None], MaybeAwaitable]:
         def done(exc: Exception | None) -> MaybeAwaitable:
@@ -537,230 +474,6 @@ class WampServer(MessageComponent):
             return
         session.send_error(exc.request_type, exc.request_id, INVALID_URI, [str(exc)])
 
-    def _subscribe(self, session: WampConnection, message: Subscribe) -> MaybeAwaitable:
-        realm = session.realm
-        assert realm is not None
-        if message.options.get("match", "exact") != "exact":
-            session.send_error(
-                SUBSCRIBE,
-                message.request_id,
-                INVALID_ARGUMENT,
-                ["only exact topic matching is supported"],
-            )
-            return None
-        for subscription_id, subscribed in session._subscriptions.items():
-            if subscribed.id == message.topic:  # subscribing twice: the same subscription
-                session._send_message([SUBSCRIBED, message.request_id, subscription_id])
-                return None
-        if len(session._subscriptions) >= self.max_subscriptions:
-            session.send_error(
-                SUBSCRIBE,
-                message.request_id,
-                LIMIT_EXCEEDED,
-                [f"at most {self.max_subscriptions} subscriptions per session"],
-            )
-            return None
-        topic = realm.topics.acquire(message.topic)
-
-        def done(exc: Exception | None) -> MaybeAwaitable:
-            if exc is not None or session.closed or session.realm is not realm:
-                realm.topics.settle(topic, None)
-                if exc is None:
-                    return None
-                return self._answer_failure(session, SUBSCRIBE, message.request_id, exc)
-            realm.topics.settle(topic, session)
-            assert topic.subscription_id is not None
-            session._subscriptions[topic.subscription_id] = topic
-            session._send_message([SUBSCRIBED, message.request_id, topic.subscription_id])
-            return None
-
-        return _run(self.component.on_subscribe, (session, topic), done)
-
-    def _unsubscribe(self, session: WampConnection, message: Unsubscribe) -> MaybeAwaitable:
-        topic = session._subscriptions.pop(message.subscription_id, None)
-        if topic is None:
-            session.send_error(
-                UNSUBSCRIBE,
-                message.request_id,
-                NO_SUCH_SUBSCRIPTION,
-                [f"no subscription {message.subscription_id} in this session"],
-            )
-            return None
-        assert session.realm is not None
-        session.realm.topics.discard(topic, session)
-        session._send_message([UNSUBSCRIBED, message.request_id])
-        return _run(self.component.on_unsubscribe, (session, topic), self._log_only(session))
-
-    def _publish(self, session: WampConnection, message: Publish) -> MaybeAwaitable:
-        realm = session.realm
-        assert realm is not None and session.session_id is not None
-        options = message.options
-        acknowledge = options.get("acknowledge") is True
-        try:
-            exclude, eligible = self._publish_filters(session, options)
-        except ValueError as exc:
-            if acknowledge:
-                session.send_error(PUBLISH, message.request_id, INVALID_ARGUMENT, [str(exc)])
-            return None
-        publication_id = IdGenerator.random()
-        payload = Payload(message.args, message.kwargs, publication_id)
-        topic = realm.topics[message.topic]
-
-        def done(exc: Exception | None) -> MaybeAwaitable:
-            if exc is not None:
-                return self._answer_failure(
-                    session, PUBLISH, message.request_id, exc, reply=acknowledge
-                )
-            if acknowledge:
-                session._send_message([PUBLISHED, message.request_id, publication_id])
-            return None
-
-        return _run(self.component.on_publish, (session, topic, payload, exclude, eligible), done)
-
-    def _publish_filters(
-        self, session: WampConnection, options: dict[str, Any]
-    ) -> tuple[list[int], list[int] | None]:
-        """Turn PUBLISH options into Ratchet's ``exclude`` / ``eligible`` session id lists."""
-        assert session.session_id is not None and session.realm is not None
-        exclude_me = options.get("exclude_me", True)
-        if type(exclude_me) is not bool:
-            raise ValueError("option exclude_me must be a bool")
-        exclude = set(_ids(options, "exclude"))
-        if exclude_me:
-            exclude.add(session.session_id)
-        eligible_option = options.get("eligible")
-        eligible = None if eligible_option is None else set(_ids(options, "eligible"))
-        sessions = session.realm.sessions
-        excluded_users = set(_authids(options, "exclude_authid"))
-        if excluded_users:
-            exclude.update(i for i, s in sessions.items() if s.authid in excluded_users)
-        if options.get("eligible_authid") is not None:
-            users = set(_authids(options, "eligible_authid"))
-            of_users = {i for i, s in sessions.items() if s.authid in users}
-            eligible = of_users if eligible is None else eligible & of_users
-        return sorted(exclude), None if eligible is None else sorted(eligible)
-
-    def _register(self, session: WampConnection, message: Register) -> MaybeAwaitable:
-        realm = session.realm
-        assert realm is not None
-        options = message.options
-        if options.get("match", "exact") != "exact" or options.get("invoke", "single") != "single":
-            session.send_error(
-                REGISTER,
-                message.request_id,
-                INVALID_ARGUMENT,
-                ["only exact matching and single registrations are supported"],
-            )
-            return None
-        if message.procedure in realm.procedures:
-            session.send_error(
-                REGISTER,
-                message.request_id,
-                PROCEDURE_ALREADY_EXISTS,
-                [f"{message.procedure} is registered already"],
-            )
-            return None
-        if len(session._registrations) >= self.max_registrations:
-            session.send_error(
-                REGISTER,
-                message.request_id,
-                LIMIT_EXCEEDED,
-                [f"at most {self.max_registrations} registrations per session"],
-            )
-            return None
-        procedure = Procedure(message.procedure, realm)
-
-        def done(exc: Exception | None) -> MaybeAwaitable:
-            if exc is not None:
-                return self._answer_failure(session, REGISTER, message.request_id, exc)
-            if session.closed or session.realm is not realm:
-                return None
-            if message.procedure in realm.procedures:  # taken while on_register awaited
-                session.send_error(
-                    REGISTER,
-                    message.request_id,
-                    PROCEDURE_ALREADY_EXISTS,
-                    [f"{message.procedure} is registered already"],
-                )
-                return None
-            registration_id = IdGenerator.random()
-            procedure.callee = session
-            procedure.registration_id = registration_id
-            realm.procedures[procedure.id] = procedure
-            session._registrations[registration_id] = procedure
-            session._send_message([REGISTERED, message.request_id, registration_id])
-            return None
-
-        return _run(self.component.on_register, (session, procedure), done)
-
-    def _unregister(self, session: WampConnection, message: Unregister) -> MaybeAwaitable:
-        procedure = session._registrations.pop(message.registration_id, None)
-        if procedure is None:
-            session.send_error(
-                UNREGISTER,
-                message.request_id,
-                NO_SUCH_REGISTRATION,
-                [f"no registration {message.registration_id} in this session"],
-            )
-            return None
-        assert session.realm is not None
-        if session.realm.procedures.get(procedure.id) is procedure:
-            del session.realm.procedures[procedure.id]
-        procedure.callee = None
-        session._send_message([UNREGISTERED, message.request_id])
-        return None
-
-    def _call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
-        realm = session.realm
-        assert realm is not None
-        call_id = message.request_id
-        if call_id in session._open_calls:
-            self._abort(session, PROTOCOL_VIOLATION, f"CALL request id {call_id} is in use")
-            return None
-        procedure = realm.procedures.get(message.procedure) or Procedure(message.procedure, realm)
-        session._open_calls[call_id] = None
-
-        def done(exc: Exception | None) -> MaybeAwaitable:
-            if exc is None:
-                return None
-            answer = session._open_calls.get(call_id, False) is None and not session.closed
-            if answer:
-                del session._open_calls[call_id]
-            return self._answer_failure(session, CALL, call_id, exc, reply=answer)
-
-        return _run(
-            self.component.on_call,
-            (session, call_id, procedure, message.args, message.kwargs),
-            done,
-        )
-
-    def _yield(self, session: WampConnection, message: Yield) -> None:
-        pending = take_invocation(session, message.request_id)
-        if pending is None:
-            return
-        caller, call_id = pending
-        result: list[Any] = [RESULT, call_id, {}]
-        if message.args or message.kwargs:
-            result.append(message.args)
-            if message.kwargs:
-                result.append(message.kwargs)
-        try:
-            caller._send_message(result)
-        except EncodeError as exc:
-            caller.send_error(
-                CALL, call_id, INVALID_ARGUMENT, [f"the result cannot reach you: {exc}"]
-            )
-
-    def _error(self, session: WampConnection, message: Error) -> None:
-        pending = take_invocation(session, message.request_id)
-        if pending is None:
-            return
-        caller, call_id = pending
-        try:
-            caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
-        except EncodeError as exc:
-            caller.send_error(CALL, call_id, message.error, [f"error details lost: {exc}"])
-
     def _goodbye(self, session: WampConnection, message: Goodbye) -> MaybeAwaitable:
         session._send_message([GOODBYE, {}, GOODBYE_AND_OUT])
         logger.info("WAMP session %s left: %s", session.session_id, message.reason)
@@ -782,14 +495,14 @@ class WampServer(MessageComponent):
         return self._leave(session)
 
     _HANDLERS: ClassVar[dict[type, Callable[..., MaybeAwaitable]]] = {
-        Subscribe: _subscribe,
-        Unsubscribe: _unsubscribe,
-        Publish: _publish,
-        Register: _register,
-        Unregister: _unregister,
-        Call: _call,
-        Yield: _yield,
-        Error: _error,
+        Subscribe: _pubsub.subscribe,
+        Unsubscribe: _pubsub.unsubscribe,
+        Publish: _pubsub.publish,
+        Register: _rpc.register,
+        Unregister: _rpc.unregister,
+        Call: _rpc.call,
+        Yield: _rpc.yield_result,
+        Error: _rpc.callee_error,
         Goodbye: _goodbye,
         Abort: _client_abort,
     }
@@ -808,17 +521,3 @@ def _acknowledged(session: WampConnection, raw: Any) -> bool:
     except Exception:
         return False
     return isinstance(options, dict) and options.get("acknowledge") is True
-
-
-def _ids(options: dict[str, Any], name: str) -> list[int]:
-    value = options.get(name, [])
-    if type(value) is not list or any(type(item) is not int for item in value):
-        raise ValueError(f"option {name} must be a list of session ids")
-    return value
-
-
-def _authids(options: dict[str, Any], name: str) -> list[str]:
-    value = options.get(name, [])
-    if type(value) is not list or any(type(item) is not str for item in value):
-        raise ValueError(f"option {name} must be a list of strings")
-    return value
