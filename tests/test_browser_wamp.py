@@ -178,4 +178,10 @@ def test_server_side_publish_reaches_autobahn_js(
         " kwargs: e.kwargs}))"
     )
     assert received == [{"args": ["disk", [0, 1]], "kwargs": {"level": 3}}]
+    # Chromium negotiated permessage-deflate; the router asked for no context takeover, so a
+    # large event goes out as one shared compressed frame, which the browser must inflate.
+    large = "compressible " * 500
+    assert router.run_in_server(lambda: router.wamp.publish("com.example.alerts", [large])) == 1
+    page.page.wait_for_function("window.received.length === 2")
+    assert page.page.evaluate("() => window.received[1].args[0]") == large
     assert page.console_errors == [] and page.page_errors == []
