@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..component import MaybeAwaitable
 from ._flow import run_handler
@@ -17,13 +17,13 @@ from .messages import (
     PROTOCOL_VIOLATION,
     REGISTER,
     REGISTERED,
-    RESULT,
     UNREGISTER,
     UNREGISTERED,
     Call,
     Error,
     IdGenerator,
     Register,
+    Result,
     Unregister,
     Yield,
 )
@@ -47,13 +47,7 @@ def register(server: WampServer, session: WampConnection, message: Register) -> 
             ["only exact matching and single registrations are supported"],
         )
         return None
-    if message.procedure in realm.procedures:
-        session.send_error(
-            REGISTER,
-            message.request_id,
-            PROCEDURE_ALREADY_EXISTS,
-            [f"{message.procedure} is registered already"],
-        )
+    if _taken(session, message):
         return None
     if len(session._registrations) >= server.max_registrations:
         session.send_error(
@@ -70,13 +64,7 @@ def register(server: WampServer, session: WampConnection, message: Register) -> 
             return server._answer_failure(session, REGISTER, message.request_id, exc)
         if session.closed or session.realm is not realm:
             return None
-        if message.procedure in realm.procedures:  # taken while on_register awaited
-            session.send_error(
-                REGISTER,
-                message.request_id,
-                PROCEDURE_ALREADY_EXISTS,
-                [f"{message.procedure} is registered already"],
-            )
+        if _taken(session, message):  # while on_register awaited
             return None
         registration_id = IdGenerator.random()
         procedure.callee = session
@@ -87,6 +75,20 @@ def register(server: WampServer, session: WampConnection, message: Register) -> 
         return None
 
     return run_handler(server.component.on_register, (session, procedure), done)
+
+
+def _taken(session: WampConnection, message: Register) -> bool:
+    """Answer ``procedure_already_exists`` if another session has the procedure."""
+    assert session.realm is not None
+    if message.procedure not in session.realm.procedures:
+        return False
+    session.send_error(
+        REGISTER,
+        message.request_id,
+        PROCEDURE_ALREADY_EXISTS,
+        [f"{message.procedure} is registered already"],
+    )
+    return True
 
 
 def unregister(server: WampServer, session: WampConnection, message: Unregister) -> MaybeAwaitable:
@@ -137,13 +139,8 @@ def yield_result(server: WampServer, session: WampConnection, message: Yield) ->
     if pending is None:
         return
     caller, call_id = pending
-    result: list[Any] = [RESULT, call_id, {}]
-    if message.args or message.kwargs:
-        result.append(message.args)
-        if message.kwargs:
-            result.append(message.kwargs)
     try:
-        caller._send_message(result)
+        caller._send_message(Result(call_id, {}, message.args, message.kwargs).to_list())
     except EncodeError as exc:
         caller.send_error(CALL, call_id, INVALID_ARGUMENT, [f"the result cannot reach you: {exc}"])
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..ws_server import broadcast as _broadcast_frames
-from .messages import EVENT, IdGenerator
+from .messages import Event, IdGenerator
 from .serializers import Serializer
 
 if TYPE_CHECKING:
@@ -157,12 +157,10 @@ class Topic:
         publication_id = payload.publication_id
         if publication_id is None:
             publication_id = IdGenerator.random()
-        event: list[Any] = [EVENT, self.subscription_id, publication_id, {}]
-        if payload.args or payload.kwargs:
-            event.append(payload.args)
-            if payload.kwargs:
-                event.append(payload.kwargs)
-        encoded = [(serializer.encode(event), group) for serializer, group in groups]
+        assert self.subscription_id is not None  # checked by broadcast()
+        event = Event(self.subscription_id, publication_id, {}, payload.args, payload.kwargs)
+        message = event.to_list()
+        encoded = [(serializer.encode(message), group) for serializer, group in groups]
         for data, group in encoded:
             _broadcast_frames(group, data)
 

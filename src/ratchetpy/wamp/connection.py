@@ -10,10 +10,10 @@ from ..exceptions import LocalProtocolError
 from .messages import (
     CALL,
     CLOSE_NORMAL,
-    ERROR,
     GOODBYE,
-    RESULT,
+    Error,
     IdGenerator,
+    Result,
 )
 from .serializers import Serializer
 
@@ -118,12 +118,7 @@ class WampConnection(Connection):
             return
         if args is None:
             args = [] if result is None else [result]
-        message: list[Any] = [RESULT, call_id, {}]
-        if args or kwargs:
-            message.append(args)
-            if kwargs:
-                message.append(kwargs)
-        self._send_message(message)
+        self._send_message(Result(call_id, {}, args, kwargs or {}).to_list())
 
     def call_error(
         self,
@@ -156,12 +151,8 @@ class WampConnection(Connection):
         kwargs: dict[str, Any] | None = None,
     ) -> None:
         """Send an ERROR answering this session's request (low level; see :meth:`call_error`)."""
-        message: list[Any] = [ERROR, request_type, request_id, {}, error]
-        if args or kwargs:
-            message.append(args or [])
-            if kwargs:
-                message.append(kwargs)
-        self._send_message(message)
+        message = Error(request_type, request_id, {}, error, args or [], kwargs or {})
+        self._send_message(message.to_list())
 
     # -- Connection interface ------------------------------------------------------------------
 
