@@ -430,34 +430,30 @@ def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
     # out uncompressed when compressing would have been allowed, which is always valid.
     size = len(message)
     for conn in connections:
-        if type(conn) is WsConnection:
-            protocol = conn._protocol
-            if protocol.shares_encoding or size < protocol.compress_min_size:
-                if conn._closing:
-                    continue
-                transport = conn._transport
-                if transport.over_write_limit:
-                    conn._drop_slow_consumer()
-                    continue
-                if shared is None:
-                    shared = encode_broadcast(message)
-                transport.counters.messages_out += 1
-                transport.write(shared)
-                continue
+        if type(conn) is not WsConnection:
+            conn.send(message)
+            continue
+        protocol = conn._protocol
+        if protocol.shares_encoding or size < protocol.compress_min_size:
+            if shared is None:
+                shared = encode_broadcast(message)
+            frame = shared
+        else:
             wbits = protocol.shared_deflate_bits
-            if wbits is not None:
-                if conn._closing:
-                    continue
-                transport = conn._transport
-                if transport.over_write_limit:
-                    conn._drop_slow_consumer()
-                    continue
-                if compressed is None:
-                    compressed = {}
-                frame = compressed.get(wbits)
-                if frame is None:
-                    frame = compressed[wbits] = encode_broadcast_compressed(message, wbits)
-                transport.counters.messages_out += 1
-                transport.write(frame)
+            if wbits is None:  # compressed with this connection's own context
+                conn.send(message)
                 continue
-        conn.send(message)
+            if compressed is None:
+                compressed = {}
+            cached = compressed.get(wbits)
+            if cached is None:
+                cached = compressed[wbits] = encode_broadcast_compressed(message, wbits)
+            frame = cached
+        if conn._closing:
+            continue
+        transport = conn._transport
+        if transport.over_write_limit:
+            conn._drop_slow_consumer()
+            continue
+        transport.counters.messages_out += 1
+        transport.write(frame)
