@@ -28,7 +28,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     app = App(None, args.port, args.host, write_limit=64 * 2**20)
     echo = WsServer(Echo(), max_message_size=16 * 2**20, compression="deflate")
-    app.route("/", echo, allowed_origins=["*"])
+    # Every path, as Ratchet's plain stack and every peer's echo server answer.
+    app.route("/{path:path}", echo, allowed_origins=["*"])
     app.run()
 
 

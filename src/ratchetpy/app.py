@@ -249,7 +249,8 @@ class App:
 
     def run(self) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks (Ratchet's
-        ``$app->run()``); see :meth:`IoServer.run`."""
+        ``$app->run()``). Outside the main thread it serves without signal handlers until
+        :meth:`shutdown`; see :meth:`IoServer.run`."""
         self._log_routes()
         self.server.run()
 

@@ -21,6 +21,7 @@ import logging
 import signal
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -266,11 +267,19 @@ class IoServer:
 
         The first signal starts a graceful shutdown (stop accepting, close every connection
         properly, flush, wait at most ``shutdown_timeout``); a second one stops at once.
+
+        Signals reach only the main thread, so in any other thread (a socket server next to a
+        Flask development server, say) ``run()`` installs no signal handlers and serves until
+        :meth:`shutdown` is called, from another thread through
+        ``server.call_soon_threadsafe(server.shutdown)``.
         """
         # Bind before trio starts, so a busy port raises a plain ServerError here rather than
         # one wrapped in the exception group of the nursery that serve() runs in.
         self._listener = self._listen()
-        trio.run(self._run_until_signalled)
+        if threading.current_thread() is threading.main_thread():
+            trio.run(self._run_until_signalled)
+        else:
+            trio.run(self.serve)
 
     async def _run_until_signalled(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
