@@ -288,7 +288,7 @@ class PubSubPage(Watched):
 
 def test_every_push_path_reaches_subscribed_pages(browser: BrowserContext) -> None:
     secret = secrets.token_urlsafe(24)
-    server = ExampleProcess(PUBSUB, 0, "--secret", secret)
+    server = ExampleProcess(PUBSUB, 0, f"--secret={secret}")  # the secret may start with "-"
     try:
         url = f"http://127.0.0.1:{server.port}/publish"
         pages = []
