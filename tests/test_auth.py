@@ -23,7 +23,7 @@ from ratchetpy import (
     Router,
     WsServer,
 )
-from ratchetpy.auth import Authenticate, AuthenticationFailed, bearer_token
+from ratchetpy.components.auth import Authenticate, AuthenticationFailed, bearer_token
 
 
 def request(target: str = "/chat", *, upgrade: bool = True, **headers: str) -> HttpRequest:

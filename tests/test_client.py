@@ -19,7 +19,6 @@ import trio
 from websockets.trio.client import ClientConnection, connect
 
 from ratchetpy import App, Connection, MessageComponent, RatchetError, WsServer
-from ratchetpy.auth import Authenticate
 from ratchetpy.client import (
     CallResult,
     Publisher,
@@ -32,6 +31,7 @@ from ratchetpy.client import (
     publish,
     sign,
 )
+from ratchetpy.components.auth import Authenticate
 from ratchetpy.wamp import WampComponent, WampError, WampServer
 from ratchetpy.wamp.publish import PublishEndpoint
 

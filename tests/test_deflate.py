@@ -7,7 +7,7 @@ import zlib
 
 import pytest
 
-from ratchetpy._deflate import DeflateParameters, Deflater, Inflater, negotiate_deflate
+from ratchetpy.protocol.deflate import DeflateParameters, Deflater, Inflater, negotiate_deflate
 
 DEFAULT = DeflateParameters(
     server_no_context_takeover=False,

@@ -7,7 +7,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection
 
 from ratchetpy import Headers, HttpRequest, RemoteProtocolError
-from ratchetpy.handshake import accept_response, parse_upgrade
+from ratchetpy.protocol.handshake import accept_response, parse_upgrade
 
 RFC_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 §1.3
 RFC_ACCEPT = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="

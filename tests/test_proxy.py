@@ -8,7 +8,7 @@ import re
 import pytest
 
 from ratchetpy import Headers
-from ratchetpy.proxy import ClientInfo, TrustedProxies
+from ratchetpy.protocol.forwarded import ClientInfo, TrustedProxies
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "192.168.1.7", "2001:db8:ffff::/48", "::1"], mode="auto")
 

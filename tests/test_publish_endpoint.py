@@ -23,7 +23,7 @@ import trio
 from websockets.trio.client import ClientConnection, connect
 
 from ratchetpy import App, WsServer
-from ratchetpy.auth import Authenticate
+from ratchetpy.components.auth import Authenticate
 from ratchetpy.wamp import WampServer
 from ratchetpy.wamp.publish import PublishEndpoint
 

@@ -31,8 +31,8 @@ from ratchetpy import (
     MessageComponent,
     WsServer,
 )
-from ratchetpy.auth import Authenticate
-from ratchetpy.session import FlaskSession, InvalidSession, SessionProvider
+from ratchetpy.components.auth import Authenticate
+from ratchetpy.components.session import FlaskSession, InvalidSession, SessionProvider
 
 SECRET = "a secret the web app and the WebSocket server share"
 

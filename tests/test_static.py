@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from ratchetpy import Connection, Headers, HttpRequest
-from ratchetpy.http import HttpResponse
-from ratchetpy.static import StaticFiles
+from ratchetpy.components.static import StaticFiles
+from ratchetpy.protocol.http import HttpResponse
 
 SECRET = b"TOP SECRET"
 

@@ -9,10 +9,10 @@ import zlib
 
 import pytest
 
-from ratchetpy._deflate import DeflateParameters
-from ratchetpy.events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
 from ratchetpy.exceptions import LocalProtocolError
-from ratchetpy.wsprotocol import (
+from ratchetpy.protocol.deflate import DeflateParameters
+from ratchetpy.protocol.events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
+from ratchetpy.protocol.websocket import (
     OP_BINARY,
     OP_CLOSE,
     OP_CONTINUATION,

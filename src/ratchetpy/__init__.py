@@ -19,10 +19,18 @@
     IoServer.factory(HttpServer(WsServer(Chat())), 8080).run()
 """
 
-from .app import App, Endpoint
-from .auth import Authenticate, AuthenticationFailed, bearer_token
-from .component import HttpComponent, HttpDecorator, MessageComponent
-from .connection import Connection
+from ._version import __version__
+from .app import App
+from .components.auth import Authenticate, AuthenticationFailed, bearer_token
+from .components.base import HttpComponent, HttpDecorator, MessageComponent
+from .components.connection import Connection
+from .components.endpoint import Endpoint
+from .components.guards import ConnectionLimits, IpBlackList, OriginCheck
+from .components.http_server import HttpServer
+from .components.router import Page, Route, Router
+from .components.session import FlaskSession, InvalidSession, SessionProvider
+from .components.static import StaticFiles
+from .components.ws_server import WsConnection, WsServer, broadcast
 from .exceptions import (
     ConnectionClosed,
     LocalProtocolError,
@@ -31,17 +39,10 @@ from .exceptions import (
     RemoteProtocolError,
     ServerError,
 )
-from .http import Headers, HttpRequest, HttpResponse, HttpServer, http_response
-from .io_server import IoServer, ServerStats
-from .proxy import TrustedProxies
-from .router import Page, Route, Router
-from .security import ConnectionLimits, IpBlackList, OriginCheck
-from .session import FlaskSession, InvalidSession, SessionProvider
-from .static import StaticFiles
+from .io.server import IoServer, ServerStats
+from .protocol.forwarded import TrustedProxies
+from .protocol.http import Headers, HttpRequest, HttpResponse, http_response
 from .wamp import PublishEndpoint, Topic, WampComponent, WampConnection, WampError, WampServer
-from .ws_server import WsConnection, WsServer, broadcast
-
-__version__ = "0.1.0"
 
 __all__ = [
     "App",

@@ -27,65 +27,20 @@ from typing import Any
 
 import trio
 
-from .component import HttpComponent, HttpDecorator, HttpResult, MessageComponent
-from .connection import Connection, Timer
-from .http import HttpRequest, HttpResponse, HttpServer
-from .io_server import IoServer, ServerStats
-from .router import Route, Router
-from .security import ConnectionLimits, IpBlackList, OriginCheck
+from .components.base import HttpComponent, HttpDecorator, MessageComponent
+from .components.connection import Timer
+from .components.endpoint import Endpoint
+from .components.guards import ConnectionLimits, IpBlackList, OriginCheck
+from .components.http_server import HttpServer
+from .components.router import Route, Router
+from .components.ws_server import WsServer
+from .io.server import IoServer, ServerStats
+from .protocol.http import HttpRequest, HttpResponse
 from .wamp import WampComponent, WampServer
-from .ws_server import WsServer
 
-__all__ = ["App", "Endpoint"]
+__all__ = ["App"]
 
 logger = logging.getLogger("ratchetpy.server")
-
-
-def _to_response(value: Any) -> HttpResponse:
-    if isinstance(value, HttpResponse):
-        return value
-    if value is None:
-        return HttpResponse(204)
-    if isinstance(value, str):
-        return HttpResponse(200, value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return HttpResponse(200, bytes(value), content_type="application/octet-stream")
-    if isinstance(value, (dict, list)):
-        return HttpResponse(200, json.dumps(value), content_type="application/json")
-    raise TypeError(
-        f"an endpoint returned {type(value).__name__}; return an HttpResponse, str, bytes, "
-        "dict, list or None"
-    )
-
-
-class Endpoint(HttpComponent):
-    """A function ``handler(request)`` (plain or ``async``) served as an HTTP component.
-
-    It may return an :class:`~ratchetpy.HttpResponse`, a ``str`` (200, ``text/plain``),
-    ``bytes`` (200, ``application/octet-stream``), a ``dict`` or ``list`` (200, JSON) or
-    ``None`` (204). It serves ``GET`` and ``HEAD`` unless ``methods`` says otherwise.
-    """
-
-    def __init__(
-        self,
-        handler: Callable[[HttpRequest], Any],
-        *,
-        methods: Iterable[str] = ("GET", "HEAD"),
-    ) -> None:
-        self.handler = handler
-        self.methods = tuple(method.upper() for method in methods)
-
-    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
-        result = self.handler(request)
-        if inspect.isawaitable(result):
-            return self._finish(result)
-        return _to_response(result)
-
-    async def _finish(self, result: Any) -> HttpResponse:
-        return _to_response(await result)
-
-    def __repr__(self) -> str:
-        return f"Endpoint({self.handler!r})"
 
 
 class App:

@@ -31,12 +31,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from . import __version__
-from ._tls import tls_context
+from ._version import __version__
 from .app import App
-from .component import HttpComponent, MessageComponent
+from .components.base import HttpComponent, MessageComponent
+from .components.guards import OriginCheck
 from .exceptions import ServerError
-from .security import OriginCheck
+from .io.tls import tls_context
 
 __all__ = ["main", "main_exit"]
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import h11
 import trio
 
-from ..wamp.publish import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
+from ..wamp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
 from ._errors import PublishError, SessionClosed, WampRequestError
 from ._session import open_session
 from ._ws import open_stream, split_url

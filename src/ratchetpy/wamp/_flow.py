@@ -8,7 +8,7 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..component import MaybeAwaitable
+from ..components.base import MaybeAwaitable
 
 __all__ = ["after", "run_handler", "sequence"]
 

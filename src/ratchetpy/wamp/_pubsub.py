@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..component import MaybeAwaitable
+from ..components.base import MaybeAwaitable
 from ._flow import run_handler
 from .broker import Payload
 from .connection import WampConnection

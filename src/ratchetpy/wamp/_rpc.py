@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..component import MaybeAwaitable
+from ..components.base import MaybeAwaitable
 from ._flow import run_handler
 from .connection import WampConnection
 from .dealer import LIMIT_EXCEEDED, Procedure, take_invocation

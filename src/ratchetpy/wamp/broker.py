@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..ws_server import broadcast as _broadcast_frames
+from ..components.ws_server import broadcast as _broadcast_frames
 from .messages import Event, IdGenerator
 from .serializers import Serializer
 

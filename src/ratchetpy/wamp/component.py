@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from ..component import MaybeAwaitable
+from ..components.base import MaybeAwaitable
 from ..exceptions import RatchetError
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ..connection import Connection, Timer
+from ..components.connection import Connection, Timer
 from ..exceptions import LocalProtocolError
 from .messages import (
     CALL,

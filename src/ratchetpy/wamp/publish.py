@@ -28,7 +28,6 @@ delivers nothing. Sans-IO like every component: no trio here, and :meth:`on_open
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -36,21 +35,17 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from ..component import HttpComponent, HttpResult
-from ..connection import Connection
-from ..http import HttpRequest, HttpResponse
+from ..components.base import HttpComponent, HttpResult
+from ..components.connection import Connection
+from ..protocol.http import HttpRequest, HttpResponse
 from .messages import MAX_ID, IdGenerator, is_valid_uri
 from .serializers import EncodeError
 from .server import WampServer
+from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, Secret, signature
 
 __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "PublishEndpoint", "signature"]
 
 logger = logging.getLogger("ratchetpy.wamp")
-
-#: Header carrying the Unix time (whole seconds) the request was signed at.
-TIMESTAMP_HEADER = "X-Ratchetpy-Timestamp"
-#: Header carrying ``sha256=<hex>``: HMAC-SHA256 with the secret over ``timestamp + "." + body``.
-SIGNATURE_HEADER = "X-Ratchetpy-Signature"
 
 _HMAC_CHALLENGE = 'Ratchetpy-HMAC-SHA256 realm="ratchetpy-publish"'
 _BEARER_CHALLENGE = 'Bearer realm="ratchetpy-publish"'
@@ -61,19 +56,7 @@ _MIN_SECRET = 16
 # A timestamp longer than this is no Unix time in seconds; refusing it early keeps int() cheap.
 _MAX_TIMESTAMP_DIGITS = 12
 
-Secret = str | bytes
 AuthMode = Literal["hmac", "bearer", "either"]
-
-
-def signature(secret: Secret, timestamp: str, body: bytes) -> str:
-    """``sha256=<hex>``: HMAC-SHA256 keyed with ``secret`` over ``timestamp + "." + body``.
-
-    The signed bytes bind the body to the moment it was sent, so a captured request cannot be
-    replayed once the timestamp is outside the endpoint's window, nor its body changed.
-    """
-    key = secret.encode() if isinstance(secret, str) else secret
-    digest = hmac.new(key, timestamp.encode("ascii") + b"." + body, hashlib.sha256)
-    return "sha256=" + digest.hexdigest()
 
 
 class _Refusal(Exception):

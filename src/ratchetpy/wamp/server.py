@@ -23,8 +23,9 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
-from ..component import MaybeAwaitable, MessageComponent, report_error
-from ..connection import Connection
+from .._version import __version__
+from ..components.base import MaybeAwaitable, MessageComponent, report_error
+from ..components.connection import Connection
 from . import _pubsub, _rpc
 from ._flow import run_handler, sequence
 from .broker import Payload, Topic, TopicManager
@@ -128,8 +129,6 @@ class WampServer(MessageComponent):
         max_registrations: int = 100,
         max_pending_calls: int = 1000,
     ) -> None:
-        from .. import __version__  # here: the package is still importing this module
-
         self.component = component if component is not None else WampComponent()
         self.agent = f"ratchetpy-{__version__}"
         names = list(serializers) if serializers is not None else list(SERIALIZERS)

@@ -1,7 +1,7 @@
 """permessage-deflate (RFC 7692): offer negotiation and the per-connection codec.
 
 Sans-IO like the rest of the protocol layer: no trio here. The codec objects are created by
-:class:`ratchetpy.wsprotocol.WebSocketProtocol` from the :class:`DeflateParameters` that
+:class:`~ratchetpy.protocol.WebSocketProtocol` from the :class:`DeflateParameters` that
 :func:`negotiate_deflate` agreed on during the handshake.
 """
 

@@ -8,229 +8,20 @@ hands the parsed :class:`HttpRequest` to the wrapped :class:`~ratchetpy.HttpComp
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from http import HTTPStatus
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
 
 import h11
 
-from .component import HttpComponent, MaybeAwaitable, delegate_chain
-from .connection import NO_SESSION, Connection, Timer
+from ..protocol.forwarded import TrustedProxies
+from ..protocol.http import Headers, HttpRequest, HttpResponse, http_response, reason_phrase
+from .base import HttpComponent, MaybeAwaitable, delegate_chain
+from .connection import Connection, Timer
 
-if TYPE_CHECKING:
-    from .proxy import TrustedProxies
-
-__all__ = ["Headers", "HttpRequest", "HttpResponse", "HttpServer", "http_response"]
+__all__ = ["HttpServer"]
 
 logger = logging.getLogger("ratchetpy.http")
-
-
-class Headers:
-    """Request headers: case-insensitive names, repeated names kept in order."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items = [(name.lower(), value) for name, value in items]
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """The first value of ``name``, or ``default``."""
-        name = name.lower()
-        for key, value in self._items:
-            if key == name:
-                return value
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        """Every value of ``name``, in order."""
-        name = name.lower()
-        return [value for key, value in self._items if key == name]
-
-    def items(self) -> list[tuple[str, str]]:
-        """All (lower-case name, value) pairs in order."""
-        return list(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self.get(name) is not None
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(dict.fromkeys(key for key, _ in self._items))
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __repr__(self) -> str:
-        return f"Headers({self._items!r})"
-
-
-def _parse_cookies(values: list[str]) -> dict[str, str]:
-    # Browsers send "a=1; b=2". Be lenient (as browsers are) rather than reject the request.
-    cookies: dict[str, str] = {}
-    for value in values:
-        for part in value.split(";"):
-            name, sep, val = part.strip().partition("=")
-            if sep and name:
-                val = val.strip()
-                if len(val) >= 2 and val[0] == val[-1] == '"':
-                    val = val[1:-1]
-                cookies.setdefault(name, val)
-    return cookies
-
-
-@dataclass(frozen=True)
-class HttpRequest:
-    """A parsed request head (Ratchet's ``$conn->httpRequest``).
-
-    ``path`` and ``query`` are as sent (percent-encoded); ``query_params`` and ``cookies`` are
-    decoded. ``body`` holds the request body when there was one. ``path_params`` holds what a
-    route pattern such as ``/rooms/{room}`` captured (decoded). ``scheme`` is ``"https"`` on TLS
-    connections (or when a trusted proxy says so), else ``"http"``.
-
-    ``user_id`` is who the client is, once an :class:`~ratchetpy.auth.Authenticate` hook
-    accepted the request (``None`` before, or without one). ``session`` is the web
-    application's session read from its cookie by a
-    :class:`~ratchetpy.session.SessionProvider`: a read-only mapping, empty without one. Both
-    are recorded on the request itself, not on a copy, so every layer that holds it, and
-    ``conn.http_request``, sees them.
-    """
-
-    method: str
-    target: str
-    headers: Headers
-    http_version: str = "1.1"
-    body: bytes = b""
-    path_params: Mapping[str, str] = field(default_factory=dict)
-    scheme: str = "http"
-    path: str = field(init=False)
-    query: str = field(init=False)
-    cookies: dict[str, str] = field(init=False)
-    # Keyword-only and left out of comparisons: they say who sent the request, not what it is.
-    # In __init__ so that replace() (the router adding path_params) carries them over.
-    user_id: str | None = field(default=None, compare=False, kw_only=True)
-    # Not in repr: a session may hold secrets (CSRF tokens) that must not reach a log line.
-    session: Mapping[str, Any] = field(
-        default_factory=lambda: NO_SESSION, compare=False, repr=False, kw_only=True
-    )
-
-    def __post_init__(self) -> None:
-        path, _, query = self.target.partition("?")
-        object.__setattr__(self, "path", path)
-        object.__setattr__(self, "query", query)
-        object.__setattr__(self, "cookies", _parse_cookies(self.headers.get_all("cookie")))
-
-    def _attach(
-        self, *, user_id: str | None = None, session: Mapping[str, Any] | None = None
-    ) -> None:
-        """Record ``user_id`` and/or ``session`` (those not ``None``) on this very request.
-
-        The one change a request sees after parsing, made by the authentication and session
-        layers. In place rather than on a ``replace()`` copy because layers below have already
-        stored this object (``conn.http_request``) and must see who the client turned out to
-        be; a copy would leave them with a stale, anonymous request.
-        """
-        if user_id is not None:
-            object.__setattr__(self, "user_id", user_id)
-        if session is not None:
-            object.__setattr__(self, "session", session)
-
-    @property
-    def query_params(self) -> dict[str, list[str]]:
-        """The query string decoded: ``{"name": ["value", ...]}``."""
-        return parse_qs(self.query, keep_blank_values=True)
-
-    def header(self, name: str, default: str | None = None) -> str | None:
-        """The first value of header ``name`` (case-insensitive), or ``default``."""
-        return self.headers.get(name, default)
-
-
-def when_answered(result: Any, answered: Callable[[], object]) -> Any:
-    """Pass an ``on_open`` result through, calling ``answered()`` if it is (or, from an
-    ``async def``, turns out to be) an :class:`HttpResponse`.
-
-    For layers that keep per-connection state from ``on_open`` until ``on_close``: a request
-    answered with a response never gets an ``on_close``, so they drop the state here.
-    """
-    if result is None:
-        return None
-    if isinstance(result, HttpResponse):
-        answered()
-        return result
-    return _when_awaited_answer(result, answered)
-
-
-async def _when_awaited_answer(result: Awaitable[Any], answered: Callable[[], object]) -> Any:
-    answer = await result
-    if isinstance(answer, HttpResponse):
-        answered()
-    return answer
-
-
-def _reason(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-def http_response(
-    status: int,
-    body: bytes | str = b"",
-    *,
-    content_type: str = "text/plain; charset=utf-8",
-    headers: Iterable[tuple[str, str]] = (),
-    close: bool = True,
-) -> bytes:
-    """Encode a complete HTTP/1.1 response: ``conn.send(http_response(200, page))``.
-
-    ``Content-Type`` and ``Content-Length`` are set unless the status forbids a body (1xx,
-    204, 304) and there is none; ``Connection: close`` too unless ``close=False``.
-    """
-    if isinstance(body, str):
-        body = body.encode()
-    lines = [f"HTTP/1.1 {status} {_reason(status)}"]
-    lines.extend(f"{name}: {value}" for name, value in headers)
-    if body or (status not in (204, 304) and status >= 200):
-        lines.append(f"Content-Type: {content_type}")
-        lines.append(f"Content-Length: {len(body)}")
-    if close:
-        lines.append("Connection: close")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-@dataclass(frozen=True)
-class HttpResponse:
-    """A plain HTTP answer. An HTTP component returns one from ``on_open`` to answer a request
-    and leave the connection to :class:`HttpServer`, which writes it (no body for ``HEAD``),
-    keeps the connection alive when the client wants that, and reads the next request.
-
-    ``body`` may be ``str`` (sent as UTF-8). ``headers`` are extra header lines;
-    ``Content-Type`` and ``Content-Length`` are added from ``content_type`` and the body.
-    """
-
-    status: int = 200
-    body: bytes | str = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    def __post_init__(self) -> None:
-        if isinstance(self.body, str):
-            object.__setattr__(self, "body", self.body.encode())
-        object.__setattr__(self, "headers", tuple(self.headers))
-
-    @classmethod
-    def error(
-        cls, status: int, why: str, *, headers: Iterable[tuple[str, str]] = ()
-    ) -> HttpResponse:
-        """An error answer whose body says what went wrong: ``"404 Not Found: <why>"``."""
-        try:
-            phrase = HTTPStatus(status).phrase
-        except ValueError:
-            phrase = "Error"
-        # nosniff: the body echoes parts of the request; no browser should run it as a page.
-        headers = (*headers, ("X-Content-Type-Options", "nosniff"))
-        return cls(status, f"{status} {phrase}: {why}\n", headers=headers)
 
 
 #: Statuses whose responses never carry a body (RFC 9110 section 6.4.1).
@@ -299,12 +90,9 @@ class HttpServer:
         self.max_body_size = max_body_size
         self.request_timeout = request_timeout
         self.keep_alive_timeout = keep_alive_timeout
-        if trusted_proxies is not None:
-            from .proxy import TrustedProxies  # here: proxy imports Headers from this module
-
-            if not isinstance(trusted_proxies, TrustedProxies):
-                entries = list(trusted_proxies)
-                trusted_proxies = TrustedProxies(entries) if entries else None
+        if trusted_proxies is not None and not isinstance(trusted_proxies, TrustedProxies):
+            entries = list(trusted_proxies)
+            trusted_proxies = TrustedProxies(entries) if entries else None
         self.trusted_proxies: TrustedProxies | None = trusted_proxies
         # _Pending while a request is read; once handed over, the on_message of the component
         # that took the connection (past pass-through decorators); absent once answered here.
@@ -495,10 +283,9 @@ class HttpServer:
             headers.append(("Content-Type", response.content_type))
             headers.append(("Content-Length", str(len(body))))
         try:
+            status = response.status
             head = parser.send(
-                h11.Response(
-                    status_code=response.status, headers=headers, reason=_reason(response.status)
-                )
+                h11.Response(status_code=status, headers=headers, reason=reason_phrase(status))
             )
         except h11.LocalProtocolError as exc:
             # The component built a response HTTP cannot carry: its bug, not the client's.

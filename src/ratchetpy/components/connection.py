@@ -9,16 +9,11 @@ below, as Ratchet's decorators do.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .http import HttpRequest
+from ..protocol.http import NO_SESSION, HttpRequest
 
 __all__ = ["Connection", "Counters", "Timer", "Transport"]
-
-#: The session of a request that has none: empty and read-only, shared by all of them.
-NO_SESSION: Mapping[str, Any] = MappingProxyType({})
 
 
 class Timer(Protocol):
@@ -64,17 +59,17 @@ class Connection:
     ``remote_address``
         The peer's IP address as a string (Ratchet's ``remoteAddress``).
     ``http_request``
-        The parsed :class:`~ratchetpy.http.HttpRequest` that opened the connection, once an
+        The parsed :class:`~ratchetpy.HttpRequest` that opened the connection, once an
         :class:`~ratchetpy.HttpServer` has read it; ``None`` on raw TCP connections.
     ``subprotocol``
         The negotiated WebSocket subprotocol, or ``None``.
     ``secure``
         True on a TLS connection (``wss://``, ``https://``) served by this server.
     ``user_id``
-        Who the client is, as an :class:`~ratchetpy.auth.Authenticate` hook accepted it;
+        Who the client is, as an :class:`~ratchetpy.Authenticate` hook accepted it;
         ``None`` without one (read-only).
     ``session``
-        The web application's session, as a :class:`~ratchetpy.session.SessionProvider` read
+        The web application's session, as a :class:`~ratchetpy.SessionProvider` read
         it from the handshake's cookie; an empty mapping without one (read-only).
 
     Like Ratchet's connections, it takes any attribute you set on it (``conn.user = user``), so

@@ -1,4 +1,4 @@
-"""Events of the sans-IO WebSocket protocol (:class:`ratchetpy.wsprotocol.WebSocketProtocol`).
+"""Events of the sans-IO WebSocket protocol (:class:`~ratchetpy.protocol.WebSocketProtocol`).
 
 Like wsproto and h11: bytes go in, these frozen events come out. They never hold sockets.
 """

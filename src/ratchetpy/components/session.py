@@ -45,10 +45,10 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
-from .component import HttpComponent, HttpDecorator, HttpResult
+from ..exceptions import RatchetError
+from ..protocol.http import HttpRequest
+from .base import HttpComponent, HttpDecorator, HttpResult
 from .connection import Connection
-from .exceptions import RatchetError
-from .http import HttpRequest
 
 __all__ = ["FlaskSession", "InvalidSession", "SessionProvider", "SessionReader"]
 
@@ -117,7 +117,7 @@ class SessionProvider(HttpDecorator):
             if isinstance(session, Mapping):
                 # A copy behind a read-only view: the reader's object may be live (a cache
                 # entry), and changes made here would never reach the web application anyway.
-                request._attach(session=MappingProxyType(dict(session)))
+                request.attach(session=MappingProxyType(dict(session)))
             else:
                 logger.error(
                     "session reader %r returned %s, not a mapping or None; no session for %s",

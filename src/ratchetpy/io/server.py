@@ -5,7 +5,7 @@ component stack, writes what the stack queues, and shuts down gracefully.
 
 Each connection's task reads a chunk, hands it to ``component.on_message`` and flushes the
 replies before it waits for the next chunk: handlers run inline and in order, and a slow
-``async`` handler only holds up its own connection. TLS (:mod:`ratchetpy._tls`) runs inside the
+``async`` handler only holds up its own connection. TLS (:mod:`ratchetpy.io.tls`) runs inside the
 transport, so it uses the same loop.
 
 Beyond connections it gives the application Ratchet's loop services: timers
@@ -29,11 +29,12 @@ from typing import Any, Protocol
 
 import trio
 
-from ._tls import TlsConnection, tls_context
-from ._transport import Hub, ServerTimer, TcpConnection, run_callback
-from .component import MaybeAwaitable, guarded, report_error
-from .connection import Connection, Timer
-from .exceptions import ConnectionClosed, ServerError
+from ..components.base import MaybeAwaitable, guarded, report_error
+from ..components.connection import Connection, Timer
+from ..exceptions import ConnectionClosed, ServerError
+from .timers import ServerTimers, run_callback
+from .tls import TlsConnection, tls_context
+from .transport import Hub, TcpConnection
 
 __all__ = ["IoServer", "ServerComponent", "ServerStats"]
 
@@ -153,15 +154,15 @@ class IoServer:
         self.max_connections = max_connections
         self._hub = Hub(write_limit=write_limit, close_timeout=close_timeout)
         self._ids = itertools.count(1)
-        self._connections: set[TcpConnection] = set()
+        # Every open connection, and whether the component has seen it (its on_open ran).
+        self._connections: dict[TcpConnection, bool] = {}
         self._listener: socket.socket | None = None
         self._shutdown_requested: trio.Event | None = None
         self._all_closed: trio.Event | None = None
         self._stopped: trio.Event | None = None
         self._slot_freed: trio.Event | None = None
         self._at_limit = False
-        self._timers: set[ServerTimer] = set()
-        self._timers_stopped = False
+        self._timers = ServerTimers()
         self._trio_token: trio.lowlevel.TrioToken | None = None
         self._started_at: float | None = None
         self._stopped_at: float | None = None
@@ -228,12 +229,9 @@ class IoServer:
         return self._add_timer(interval, callback, periodic=True)
 
     def _add_timer(self, delay: float, callback: Callable[[], Any], *, periodic: bool) -> Timer:
-        if self._timers_stopped:
+        if self._timers.stopped:
             raise ServerError("the server is stopping or stopped; it runs no more timers")
-        timer = ServerTimer(self._timers, delay, callback, periodic=periodic)
-        if self._trio_token is not None:
-            timer.start(self._hub)
-        return timer
+        return self._timers.add(delay, callback, periodic=periodic)
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
         """Run ``callback(*args)`` soon in the server's trio thread; callable from any thread.
@@ -250,8 +248,9 @@ class IoServer:
             raise ServerError("call_soon_threadsafe() on a server that is not running")
 
         def run() -> None:
-            if self._trio_token is token:
-                run_callback(self._hub, callback, args)
+            nursery = self._hub.nursery
+            if self._trio_token is token and nursery is not None:
+                run_callback(nursery, callback, args)
             else:
                 logger.debug("server stopped; dropping %r", callback)
 
@@ -324,10 +323,9 @@ class IoServer:
                 hub.nursery = nursery
                 self._trio_token = trio.lowlevel.current_trio_token()
                 self._started_at = time.monotonic()
-                for timer in list(self._timers):
-                    timer.start(hub)
+                self._timers.start_all(hub.timers, nursery)
                 nursery.start_soon(hub.run_flusher)
-                nursery.start_soon(hub.run_timers)
+                nursery.start_soon(hub.timers.run, hub.flush_dirty)
                 nursery.start_soon(self._accept_loop, listener, nursery)
                 tls = " (TLS)" if self.ssl_context is not None else ""
                 logger.info("listening on %s:%d%s", self.address, self.port, tls)
@@ -426,7 +424,7 @@ class IoServer:
                 else:
                     conn = TlsConnection(self._hub, sock, next(self._ids), str(addr[0]), context)
                 counters.connections_total += 1
-                connections.add(conn)
+                connections[conn] = False
                 nursery.start_soon(self._serve_connection, conn, sock)
 
     async def _wait_for_a_slot(self, limit: int) -> None:
@@ -441,7 +439,7 @@ class IoServer:
         await self._slot_freed.wait()
 
     def _forget(self, conn: TcpConnection) -> None:
-        self._connections.discard(conn)
+        self._connections.pop(conn, None)
         if self._slot_freed is not None:
             self._slot_freed.set()
             self._slot_freed = None
@@ -456,7 +454,7 @@ class IoServer:
         pause_at = hub.write_limit // 4
         recv: Callable[[int], bytes] = sock.recv
         early = b""
-        if conn._sock is None:  # aborted (by a shutdown) before this task started
+        if conn.aborted:  # by a shutdown, before this task started
             self._forget(conn)
             return
         if isinstance(conn, TlsConnection):
@@ -467,20 +465,20 @@ class IoServer:
             early = handshake_data
             recv = conn.recv
         logger.debug("connection #%d from %s opened", conn.resource_id, conn.remote_address)
-        conn._opened = True
+        self._connections[conn] = True
         try:
             await self._call(conn, app.on_open, conn)
-            if early and not conn._state:
+            if early and not conn.closed:
                 counters.bytes_in += len(early)
                 await self._call(conn, on_message, conn, early)
-            while not conn._finished:
-                if conn._out_size > pause_at:
+            while not conn.finished:
+                if conn.buffered_amount > pause_at:
                     # Our replies are not being read: stop reading until they are written.
                     try:
                         await conn.drain()
                     except ConnectionClosed:
                         break
-                if conn._sock is None:
+                if conn.aborted:
                     break
                 try:
                     await trio.lowlevel.wait_readable(sock)
@@ -496,18 +494,16 @@ class IoServer:
                 if not data:
                     break
                 counters.bytes_in += len(data)
-                if conn._state:
+                if conn.closed:
                     continue  # closing: the layers above have nothing more to read
                 # _call() inlined: this runs once per chunk read, and the coroutine it would
                 # create per call is a measurable share of a small echo's cost.
-                hub.current = conn
+                hub.handling(conn)
                 try:
                     result = on_message(conn, data)
                 except Exception as exc:
                     result = report_error(self.component, conn, exc)
-                hub.current = None
-                if hub.dirty:
-                    hub.flush_all()
+                hub.handled()
                 if result is not None:
                     await guarded(self.component, conn, result)
         except trio.ClosedResourceError:
@@ -517,35 +513,30 @@ class IoServer:
             # not the server.
             logger.exception("internal error on connection #%d; dropping it", conn.resource_id)
         finally:
-            hub.current = None
-            conn._finish()
+            hub.handled()
+            conn.finish()
             logger.debug("connection #%d from %s closed", conn.resource_id, conn.remote_address)
             with trio.CancelScope(
                 shield=True, deadline=trio.current_time() + self.shutdown_timeout
             ):
                 await self._call(conn, app.on_close, conn)
-            if hub.dirty:
-                hub.flush_all()
+            hub.flush_dirty()
             self._forget(conn)
 
     async def _call(self, conn: TcpConnection, handler: Any, *args: Any) -> None:
         """Run a handler that may be async, sending its exceptions to ``on_error``; flush after."""
         hub = self._hub
-        hub.current = conn
+        hub.handling(conn)
         try:
             result = handler(*args)
         except Exception as exc:
             result = report_error(self.component, conn, exc)
-        hub.current = None
-        if hub.dirty:
-            hub.flush_all()
+        hub.handled()
         if result is not None:
             await guarded(self.component, conn, result)
 
     def _stop_timers(self) -> None:
-        self._timers_stopped = True
-        for timer in list(self._timers):
-            timer.cancel()
+        self._timers.stop_all()
 
     async def _graceful_shutdown(self) -> None:
         self._close_listener()
@@ -555,8 +546,8 @@ class IoServer:
             return
         self._all_closed = trio.Event()
         on_shutdown = getattr(self.component, "on_shutdown", None)
-        for conn in list(self._connections):
-            if not conn._opened:
+        for conn, opened in list(self._connections.items()):
+            if not opened:
                 conn.abort()  # the component never saw it (a TLS handshake, not started yet)
                 continue
             if on_shutdown is None:

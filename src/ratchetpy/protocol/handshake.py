@@ -1,6 +1,6 @@
 """The WebSocket opening handshake, server side (RFC 6455 §4.2), sans-IO.
 
-:func:`parse_upgrade` checks an :class:`~ratchetpy.http.HttpRequest` and raises
+:func:`parse_upgrade` checks an :class:`~ratchetpy.HttpRequest` and raises
 :class:`~ratchetpy.exceptions.RemoteProtocolError` carrying the HTTP status to refuse it with;
 :func:`accept_response` encodes the ``101 Switching Protocols`` answer. The accept token comes
 from wsproto.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from wsproto.utilities import generate_accept_token
 
-from .exceptions import RemoteProtocolError
+from ..exceptions import RemoteProtocolError
 from .http import HttpRequest
 
 __all__ = ["SUPPORTED_VERSION", "UpgradeRequest", "accept_response", "parse_upgrade"]

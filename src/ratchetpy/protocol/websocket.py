@@ -1,8 +1,8 @@
 """Server side of the WebSocket protocol (RFC 6455) after the HTTP handshake, sans-IO.
 
 Bytes from the client go into :meth:`WebSocketProtocol.receive_data`, events from
-:mod:`ratchetpy.events` come out; the ``encode_*`` methods return bytes to write. Nothing here
-touches a socket or imports trio, so the whole layer is tested without I/O.
+:mod:`ratchetpy.protocol.events` come out; the ``encode_*`` methods return bytes to write.
+Nothing here touches a socket or imports trio, so the whole layer is tested without I/O.
 
 This is the hot path of every server built on ratchetpy, which is why the parser works on the
 received ``bytes`` directly, keeps one fast branch for the common single-frame message, and
@@ -17,9 +17,9 @@ import enum
 import struct
 import zlib
 
-from ._deflate import DeflateParameters, Deflater, Inflater, compress_alone
+from ..exceptions import LocalProtocolError
+from .deflate import DeflateParameters, Deflater, Inflater, compress_alone
 from .events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
-from .exceptions import LocalProtocolError
 
 __all__ = [
     "OP_BINARY",
@@ -31,6 +31,7 @@ __all__ = [
     "ProtocolState",
     "WebSocketProtocol",
     "encode_broadcast",
+    "encode_broadcast_compressed",
     "encode_frame",
 ]
 

@@ -32,11 +32,11 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .component import HttpComponent, HttpDecorator, HttpResult
+from ..exceptions import RatchetError
+from ..protocol.http import HttpRequest, HttpResponse
+from .base import HttpComponent, HttpDecorator, HttpResult
 from .connection import Connection
-from .exceptions import RatchetError
-from .http import HttpRequest, HttpResponse
-from .security import _count_rejection
+from .guards import count_refusal
 
 __all__ = ["Authenticate", "AuthenticationFailed", "Check", "TokenLookup", "bearer_token"]
 
@@ -213,7 +213,7 @@ class Authenticate(HttpDecorator):
                     "return a non-empty str (the user id) or None"
                 ),
             )
-        request._attach(user_id=user_id)
+        request.attach(user_id=user_id)
         return self.component.on_open(conn, request)
 
     def _refuse(
@@ -221,7 +221,7 @@ class Authenticate(HttpDecorator):
     ) -> HttpResponse:
         address, method, path = conn.remote_address, request.method, request.path
         logger.info("HTTP %d to %s: %s %s: %s", status, address, method, path, why)
-        _count_rejection(conn, request)
+        count_refusal(conn, request)
         headers = [("WWW-Authenticate", self.challenge)] if status == 401 else []
         return HttpResponse.error(status, why, headers=headers)
 
@@ -237,7 +237,7 @@ class Authenticate(HttpDecorator):
             self.check,
             exc_info=exc,
         )
-        _count_rejection(conn, request)
+        count_refusal(conn, request)
         return HttpResponse.error(500, "the authentication check failed")
 
 

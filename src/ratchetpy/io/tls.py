@@ -1,8 +1,10 @@
-"""TLS for :class:`~ratchetpy.IoServer`, sans-IO: ``ssl.MemoryBIO`` inside the transport.
+"""TLS for :class:`~ratchetpy.IoServer`: an ``ssl.SSLObject`` over memory BIOs, inside the
+transport.
 
-A :class:`TlsConnection` is a :class:`~ratchetpy._transport.TcpConnection` whose bytes pass
-through an ``ssl.SSLObject``, so the plain reader loop, the merged writes and the outbound
-queue work unchanged; only what differs is overridden, and the plain path pays nothing.
+A :class:`TlsConnection` is a :class:`~ratchetpy.io.transport.TcpConnection` whose bytes pass
+through the TLS object in memory (no ``ssl.SSLSocket``), so the plain reader loop, the merged
+writes and the outbound queue work unchanged; only what differs is overridden, and the plain
+path pays nothing.
 
 Buffering. The outbound queue holds two things:
 
@@ -28,8 +30,8 @@ import ssl
 
 import trio
 
-from ._transport import _CLOSING, Hub, TcpConnection
-from .exceptions import ServerError
+from ..exceptions import ServerError
+from .transport import CLOSING, Hub, TcpConnection
 
 logger = logging.getLogger("ratchetpy.io")
 
@@ -99,7 +101,7 @@ class TlsConnection(TcpConnection):
             except Exception:
                 # A bug on our side: lose this connection, not the server.
                 logger.exception("internal error in the TLS handshake of #%s", self.resource_id)
-                self._finish()
+                self.finish()
                 return None
         if scope.cancelled_caught:
             failure = f"not finished within {timeout} s"
@@ -113,7 +115,7 @@ class TlsConnection(TcpConnection):
                 self.resource_id,
                 failure,
             )
-        self._finish()
+        self.finish()
         return None
 
     async def handshake(self) -> bytes:
@@ -137,7 +139,7 @@ class TlsConnection(TcpConnection):
                 raise
             if self._outgoing.pending:
                 self._queue_ciphertext(self._outgoing.read())
-                self._flush()
+                self._write_pending()
             if done:
                 break
             await trio.lowlevel.wait_readable(sock)
@@ -209,7 +211,7 @@ class TlsConnection(TcpConnection):
         if self._outgoing.pending:
             self._queue_ciphertext(self._outgoing.read())
             if not self._dirty:
-                self._hub.mark_dirty(self)
+                self._mark_dirty()
         if len(chunks) == 1:
             return chunks[0]
         return b"".join(chunks)
@@ -282,7 +284,7 @@ class TlsConnection(TcpConnection):
             self._cipher = b""
             self._cipher_offset = 0
         self._wake_drain_waiters()
-        if self._state == _CLOSING:
+        if self._state == CLOSING:
             self._shutdown_write()
         return True
 
@@ -305,7 +307,7 @@ class TlsConnection(TcpConnection):
             self._sent_close_notify = True
             if self._unwrap():
                 self._queue_ciphertext(self._outgoing.read())
-                self._flush()  # comes back here with the queue empty
+                self._write_pending()  # comes back here with the queue empty
                 return
         super()._shutdown_write()
 
@@ -321,7 +323,7 @@ class TlsConnection(TcpConnection):
             return False
         return self._outgoing.pending > 0
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         # The peer hung up or the connection failed: a last close_notify if it fits in one
         # non-blocking send and would not cut a record in two.
         sock = self._sock
@@ -335,4 +337,4 @@ class TlsConnection(TcpConnection):
             if self._unwrap():
                 with contextlib.suppress(OSError):
                     sock.send(self._outgoing.read())
-        super()._finish()
+        super().finish()

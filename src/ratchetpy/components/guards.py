@@ -29,11 +29,11 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from .component import HttpComponent, HttpDecorator, HttpResult, MaybeAwaitable
+from ..protocol.http import HttpRequest, HttpResponse
+from .base import HttpComponent, HttpDecorator, HttpResult, MaybeAwaitable, when_answered
 from .connection import Connection
-from .http import HttpRequest, HttpResponse, when_answered
 
-__all__ = ["ConnectionLimits", "IpBlackList", "OriginCheck"]
+__all__ = ["ConnectionLimits", "IpBlackList", "OriginCheck", "count_refusal"]
 
 logger = logging.getLogger("ratchetpy.security")
 
@@ -44,7 +44,9 @@ def _is_upgrade(request: HttpRequest) -> bool:
     return (request.header("upgrade") or "").strip().lower() == "websocket"
 
 
-def _count_rejection(conn: Connection, request: HttpRequest) -> None:
+def count_refusal(conn: Connection, request: HttpRequest) -> None:
+    """Count a refused WebSocket handshake in the server's statistics (``handshakes_rejected``);
+    refused plain HTTP requests are not counted."""
     if _is_upgrade(request):
         counters = getattr(conn, "counters", None)
         if counters is not None:
@@ -108,7 +110,7 @@ class OriginCheck(HttpDecorator):
         logger.info(
             "HTTP 403 to %s: %s %s: %s", conn.remote_address, request.method, request.path, why
         )
-        _count_rejection(conn, request)
+        count_refusal(conn, request)
         return HttpResponse.error(403, why)
 
     def refusal(self, request: HttpRequest) -> str | None:
@@ -282,7 +284,7 @@ class IpBlackList(_Tracked):
             if request is None:
                 conn.close()
                 return None
-            _count_rejection(conn, request)
+            count_refusal(conn, request)
             return HttpResponse.error(403, f"the address {conn.remote_address} is blocked")
         return self._let_through(conn, request, key)
 
@@ -372,7 +374,7 @@ class ConnectionLimits(_Tracked):
         self, conn: Connection, request: HttpRequest, why: str, *, retry_after: float | None
     ) -> HttpResponse:
         logger.warning("HTTP 429 to %s: %s", conn.remote_address, why)
-        _count_rejection(conn, request)
+        count_refusal(conn, request)
         headers = [] if retry_after is None else [("Retry-After", str(max(1, round(retry_after))))]
         return HttpResponse.error(429, why, headers=headers)
 

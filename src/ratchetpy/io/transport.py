@@ -1,6 +1,6 @@
 """The trio side of a connection: outbound queue, merged writes, timers.
 
-Only this module and :mod:`ratchetpy.io_server` touch sockets or trio.
+Only this module and :mod:`ratchetpy.io.server` touch sockets or trio.
 
 Writes never block the sender. ``write()`` appends to the connection's queue; the queue is
 flushed with one non-blocking ``send()`` per connection:
@@ -18,15 +18,12 @@ never interleaved.
 
 The hub also keeps the server's :class:`~ratchetpy.connection.Counters` (bumped inline: bytes
 per chunk read and per send, never a log line or an allocation per message) and runs the
-application's timers (:class:`ServerTimer`). TLS lives in :mod:`ratchetpy._tls`, a subclass that
+application's timers (:class:`ServerTimer`). TLS lives in :mod:`ratchetpy.io.tls`, a subclass that
 overrides the write path, so plain connections never test for it.
 """
 
 from __future__ import annotations
 
-import heapq
-import inspect
-import itertools
 import logging
 import socket
 from collections.abc import Callable
@@ -34,39 +31,20 @@ from typing import Any
 
 import trio
 
-from .connection import Connection, Counters
-from .exceptions import ConnectionClosed
+from ..components.connection import Connection, Counters
+from ..exceptions import ConnectionClosed
+from .timers import TimerHandle, TimerQueue
 
 logger = logging.getLogger("ratchetpy.io")
 
-_OPEN, _CLOSING, _CLOSED = 0, 1, 2
-
-
-def _do_nothing() -> None:
-    pass
-
-
-class TimerHandle:
-    """A scheduled callback; ``cancel()`` stops it."""
-
-    __slots__ = ("callback", "cancelled", "when")
-
-    def __init__(self, when: float, callback: Callable[[], Any]) -> None:
-        self.when = when
-        self.callback = callback
-        self.cancelled = False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-        # The heap keeps the handle until its time comes; let go of what the callback holds
-        # (typically a closed connection) now rather than then.
-        self.callback = _do_nothing
+#: TcpConnection states (plain ints: the reader loop tests them once per chunk).
+OPEN, CLOSING, CLOSED = 0, 1, 2
 
 
 class Hub:
     """State one server shares between its connections: pending flushes and timers.
 
-    Owned by :class:`~ratchetpy.IoServer`, which runs :meth:`run_flusher` and :meth:`run_timers`
+    Owned by :class:`~ratchetpy.IoServer`, which runs :meth:`run_flusher` and ``timers.run``
     in its nursery and sets :attr:`nursery` for drain tasks.
     """
 
@@ -75,182 +53,52 @@ class Hub:
         self.close_timeout = close_timeout
         self.counters = Counters()
         self.nursery: trio.Nursery | None = None
-        #: The connection whose reader is handling input right now (synchronously), if any.
-        #: Writes made meanwhile are flushed by that reader when it is done, not by the flusher.
-        self.current: TcpConnection | None = None
-        self.dirty: list[TcpConnection] = []
+        # The connection whose reader is handling input right now (synchronously), if any.
+        # Writes made meanwhile are flushed by that reader when it is done, not by the flusher.
+        self._current: TcpConnection | None = None
+        self._dirty: list[TcpConnection] = []
         self._flush_lot = trio.lowlevel.ParkingLot()
         self._flush_requested = False
-        self._timers: list[tuple[float, int, TimerHandle]] = []
-        self._timer_seq = itertools.count()
-        self._timer_scope: trio.CancelScope | None = None
+        #: Every call_later() of the server's connections; IoServer runs its task.
+        self.timers = TimerQueue()
 
     # -- writes --------------------------------------------------------------------------
 
     def mark_dirty(self, conn: TcpConnection) -> None:
-        conn._dirty = True
-        self.dirty.append(conn)
-        if self.current is None and not self._flush_requested:
+        """``conn`` has data queued: flush it soon (see the module notes for who does)."""
+        self._dirty.append(conn)
+        if self._current is None and not self._flush_requested:
             self._flush_requested = True
             self._flush_lot.unpark_all()
 
     def flush_all(self) -> None:
         """Try one non-blocking write on every connection with queued data. Not a checkpoint."""
-        dirty = self.dirty
-        self.dirty = []
+        dirty = self._dirty
+        self._dirty = []
         for conn in dirty:
-            conn._dirty = False
-            conn._flush()
+            conn.flush()
+
+    def flush_dirty(self) -> None:
+        """:meth:`flush_all` if anything is queued. Not a checkpoint."""
+        if self._dirty:
+            self.flush_all()
+
+    def handling(self, conn: TcpConnection) -> None:
+        """``conn``'s reader starts running handlers: what they write waits for :meth:`handled`
+        instead of waking the flusher, so replies go out with no task switch."""
+        self._current = conn
+
+    def handled(self) -> None:
+        """The handlers returned: flush everything they wrote, on every connection."""
+        self._current = None
+        if self._dirty:
+            self.flush_all()
 
     async def run_flusher(self) -> None:
         while True:
             await self._flush_lot.park()
             self._flush_requested = False
             self.flush_all()
-
-    # -- timers --------------------------------------------------------------------------
-
-    def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
-        return self.call_at(trio.current_time() + delay, callback)
-
-    def call_at(self, when: float, callback: Callable[[], Any]) -> TimerHandle:
-        """Run ``callback()`` at trio time ``when``, in the timer task. Not a checkpoint."""
-        handle = TimerHandle(when, callback)
-        heapq.heappush(self._timers, (handle.when, next(self._timer_seq), handle))
-        scope = self._timer_scope
-        if scope is not None and handle.when < scope.deadline:
-            scope.deadline = handle.when
-        return handle
-
-    async def run_timers(self) -> None:
-        timers = self._timers
-        while True:
-            while timers and timers[0][2].cancelled:
-                heapq.heappop(timers)
-            deadline = timers[0][0] if timers else float("inf")
-            with trio.CancelScope(deadline=deadline) as scope:
-                self._timer_scope = scope
-                await trio.sleep_forever()
-            self._timer_scope = None
-            now = trio.current_time()
-            while timers and timers[0][0] <= now:
-                handle = heapq.heappop(timers)[2]
-                if handle.cancelled:
-                    continue
-                try:
-                    handle.callback()
-                except Exception:
-                    logger.exception("timer callback %r raised", handle.callback)
-            if self.dirty:
-                self.flush_all()
-
-
-class ServerTimer:
-    """A timer made by ``IoServer.add_timer`` or ``add_periodic_timer``; ``cancel()`` stops it.
-
-    It starts counting when :meth:`start` hands it the hub (at once while the server runs, when
-    ``serve()`` starts otherwise). A plain callback runs in the hub's timer task; one that
-    returns an awaitable (an ``async def``) has it awaited in a task of the server's nursery,
-    and a periodic timer skips its ticks while such a run is still going, so runs never overlap.
-    Exceptions are logged; a periodic timer keeps going.
-    """
-
-    __slots__ = ("_busy", "_due", "_handle", "_hub", "_registry", "callback", "delay", "periodic")
-
-    def __init__(
-        self,
-        registry: set[ServerTimer],
-        delay: float,
-        callback: Callable[[], Any],
-        *,
-        periodic: bool,
-    ) -> None:
-        self.delay = delay
-        self.callback = callback
-        self.periodic = periodic
-        self._registry = registry
-        self._hub: Hub | None = None
-        self._handle: TimerHandle | None = None
-        self._due = 0.0
-        self._busy = False
-        registry.add(self)
-
-    @property
-    def cancelled(self) -> bool:
-        """True once cancelled, or once a one-shot timer has fired."""
-        return self not in self._registry
-
-    def start(self, hub: Hub) -> None:
-        self._hub = hub
-        self._due = trio.current_time() + self.delay
-        self._handle = hub.call_at(self._due, self._fire)
-
-    def cancel(self) -> None:
-        """Stop the timer; harmless if it already fired or was cancelled. Not a checkpoint.
-
-        An ``async`` run already going is not interrupted.
-        """
-        self._registry.discard(self)
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def _fire(self) -> None:
-        hub = self._hub
-        assert hub is not None
-        if self.periodic:
-            # Reschedule first, so that the callback failing or cancelling itself both work.
-            now = trio.current_time()
-            due = self._due + self.delay
-            if due <= now:
-                due = now + self.delay  # fell behind (a slow callback): skip, don't catch up
-            self._due = due
-            self._handle = hub.call_at(due, self._fire)
-        else:
-            self.cancel()
-        if self._busy:
-            logger.debug("timer %r: previous run still going; skipping this tick", self.callback)
-            return
-        self._busy = run_callback(hub, self.callback, (), self._done)
-
-    def _done(self) -> None:
-        self._busy = False
-
-
-def run_callback(
-    hub: Hub,
-    callback: Callable[..., Any],
-    args: tuple[Any, ...] = (),
-    on_done: Callable[[], None] | None = None,
-) -> bool:
-    """Call ``callback(*args)`` for the application, outside any connection's handling.
-
-    Its exception is logged. An awaitable it returns is awaited in a new task in the server's
-    nursery (its exception logged too), and ``on_done()`` is called when that task ends; True
-    if such a task was started. Not a checkpoint.
-    """
-    try:
-        result = callback(*args)
-    except Exception:
-        logger.exception("callback %r raised", callback)
-        return False
-    if result is None or not inspect.isawaitable(result):
-        return False
-    assert hub.nursery is not None
-    hub.nursery.start_soon(_await_callback, callback, result, on_done)
-    return True
-
-
-async def _await_callback(
-    callback: Callable[..., Any], result: Any, on_done: Callable[[], None] | None
-) -> None:
-    try:
-        await result
-    except Exception:
-        logger.exception("callback %r raised", callback)
-    finally:
-        if on_done is not None:
-            on_done()
 
 
 class TcpConnection(Connection):
@@ -265,7 +113,7 @@ class TcpConnection(Connection):
         self.counters = hub.counters
         self._hub = hub
         self._sock: socket.socket | None = sock
-        self._state = _OPEN
+        self._state = OPEN
         self._out: list[bytes] = []
         self._out_offset = 0  # bytes of _out[0] already written
         self._out_size = 0  # bytes queued and not yet written
@@ -276,14 +124,12 @@ class TcpConnection(Connection):
         self._close_timer: TimerHandle | None = None
         #: Set once the connection is finished; readers stop, timers are ignored.
         self._finished = False
-        #: Set when the component's on_open is called (after the TLS handshake on TLS).
-        self._opened = False
         self._lost_queued_data = False
 
     # -- the Connection interface ----------------------------------------------------------
 
     def send(self, data: str | bytes) -> None:
-        if self._state != _OPEN:
+        if self._state != OPEN:
             return
         if isinstance(data, str):
             data = data.encode()
@@ -304,10 +150,10 @@ class TcpConnection(Connection):
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Flush what is queued, then half-close and wait (bounded) for the peer to hang up."""
-        if self._state != _OPEN:
+        if self._state != OPEN:
             return
-        self._state = _CLOSING
-        self._close_timer = self._hub.call_later(self._hub.close_timeout, self.abort)
+        self._state = CLOSING
+        self._close_timer = self._hub.timers.call_later(self._hub.close_timeout, self.abort)
         if not self._out:
             self._shutdown_write()
 
@@ -326,14 +172,24 @@ class TcpConnection(Connection):
 
     @property
     def closed(self) -> bool:
-        return self._state != _OPEN
+        return self._state != OPEN
+
+    @property
+    def aborted(self) -> bool:
+        """True once the socket is released (dropped, or finished): nothing more is read."""
+        return self._sock is None
+
+    @property
+    def finished(self) -> bool:
+        """True once :meth:`finish` ran: the reader is done and timers no longer fire."""
+        return self._finished
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
         def guarded() -> None:
             if not self._finished:
                 callback()
 
-        return self._hub.call_later(delay, guarded)
+        return self._hub.timers.call_later(delay, guarded)
 
     # -- used by the layers above ----------------------------------------------------------
 
@@ -349,7 +205,7 @@ class TcpConnection(Connection):
         self._out.append(data)
         self._out_size += len(data)
         if not self._dirty:
-            self._hub.mark_dirty(self)
+            self._mark_dirty()
 
     def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None:
         """Queue a control frame ahead of queued data, behind only a partly written chunk.
@@ -373,13 +229,13 @@ class TcpConnection(Connection):
         self._urgent_end = index + 1
         self._out_size += len(data)
         if not self._dirty:
-            self._hub.mark_dirty(self)
+            self._mark_dirty()
 
     def abort(self) -> None:
         """Drop the connection now, queued data and all."""
-        if self._state == _CLOSED and self._sock is None:
+        if self._state == CLOSED and self._sock is None:
             return
-        self._state = _CLOSED
+        self._state = CLOSED
         if self._out_size:
             self._lost_queued_data = True
         self._drop_queue()
@@ -391,6 +247,10 @@ class TcpConnection(Connection):
         self._wake_drain_waiters()
 
     # -- internals -------------------------------------------------------------------------
+
+    def _mark_dirty(self) -> None:
+        self._dirty = True
+        self._hub.mark_dirty(self)
 
     def _drop_queue(self) -> None:
         self._out.clear()
@@ -430,7 +290,7 @@ class TcpConnection(Connection):
         if self._out:
             return False
         self._wake_drain_waiters()
-        if self._state == _CLOSING:
+        if self._state == CLOSING:
             self._shutdown_write()
         return True
 
@@ -455,7 +315,13 @@ class TcpConnection(Connection):
         """True while something queued for the peer is not yet written."""
         return bool(self._out)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """One non-blocking write of what is queued, or a drain task when the kernel does
+        not take it all. Called by the hub for connections it was told are dirty."""
+        self._dirty = False
+        self._write_pending()
+
+    def _write_pending(self) -> None:
         if self._draining or not self._has_output():
             return
         if not self._write_once():
@@ -484,10 +350,10 @@ class TcpConnection(Connection):
         except OSError:
             self.abort()
 
-    def _finish(self) -> None:
+    def finish(self) -> None:
         """The reader is done: release the socket and everything queued."""
         self._finished = True
-        self._state = _CLOSED
+        self._state = CLOSED
         if self._close_timer is not None:
             self._close_timer.cancel()
             self._close_timer = None

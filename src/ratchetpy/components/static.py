@@ -43,9 +43,9 @@ import stat
 from datetime import timezone
 from urllib.parse import quote, unquote
 
-from .component import HttpComponent
+from ..protocol.http import HttpRequest, HttpResponse
+from .base import HttpComponent
 from .connection import Connection
-from .http import HttpRequest, HttpResponse
 
 __all__ = ["StaticFiles"]
 

@@ -25,9 +25,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from .component import HttpComponent, MaybeAwaitable
+from ..protocol.http import HttpRequest, HttpResponse
+from .base import HttpComponent, MaybeAwaitable, when_answered
 from .connection import Connection
-from .http import HttpRequest, HttpResponse, when_answered
 
 __all__ = ["Page", "Route", "Router"]
 

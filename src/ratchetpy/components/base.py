@@ -8,15 +8,24 @@ from the connection's own task: a connection's messages are handled one at a tim
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Sequence
-from typing import TYPE_CHECKING, Any, Union
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Union
 
+from ..protocol.http import HttpRequest, HttpResponse
 from .connection import Connection
 
-if TYPE_CHECKING:
-    from .http import HttpRequest, HttpResponse
-
-__all__ = ["HttpComponent", "HttpDecorator", "HttpResult", "MaybeAwaitable", "MessageComponent"]
+__all__ = [
+    "HttpComponent",
+    "HttpDecorator",
+    "HttpResult",
+    "MaybeAwaitable",
+    "MessageComponent",
+    "delegate_chain",
+    "guarded",
+    "invoke",
+    "report_error",
+    "when_answered",
+]
 
 logger = logging.getLogger("ratchetpy")
 
@@ -205,3 +214,25 @@ async def guarded(component: Any, conn: Connection, result: Awaitable[Any]) -> N
         follow_up = report_error(component, conn, exc)
         if follow_up is not None:
             await follow_up
+
+
+def when_answered(result: Any, answered: Callable[[], object]) -> Any:
+    """Pass an ``on_open`` result through, calling ``answered()`` if it is (or, from an
+    ``async def``, turns out to be) an :class:`HttpResponse`.
+
+    For layers that keep per-connection state from ``on_open`` until ``on_close``: a request
+    answered with a response never gets an ``on_close``, so they drop the state here.
+    """
+    if result is None:
+        return None
+    if isinstance(result, HttpResponse):
+        answered()
+        return result
+    return _when_awaited_answer(result, answered)
+
+
+async def _when_awaited_answer(result: Awaitable[Any], answered: Callable[[], object]) -> Any:
+    answer = await result
+    if isinstance(answer, HttpResponse):
+        answered()
+    return answer

@@ -13,8 +13,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
-from ._deflate import negotiate_deflate
-from .component import (
+from ..exceptions import RemoteProtocolError
+from ..protocol.deflate import negotiate_deflate
+from ..protocol.events import CloseReceived, Message, Ping, Pong, ProtocolFailure
+from ..protocol.handshake import SUPPORTED_VERSION, accept_response, parse_upgrade
+from ..protocol.http import HttpRequest, HttpResponse, http_response
+from ..protocol.websocket import WebSocketProtocol, encode_broadcast, encode_broadcast_compressed
+from .base import (
     HttpComponent,
     MaybeAwaitable,
     MessageComponent,
@@ -23,11 +28,6 @@ from .component import (
     report_error,
 )
 from .connection import Connection, Timer, Transport
-from .events import CloseReceived, Message, Ping, Pong, ProtocolFailure
-from .exceptions import RemoteProtocolError
-from .handshake import SUPPORTED_VERSION, accept_response, parse_upgrade
-from .http import HttpRequest, HttpResponse, http_response
-from .wsprotocol import WebSocketProtocol, encode_broadcast, encode_broadcast_compressed
 
 __all__ = ["WsConnection", "WsServer", "broadcast"]
 
