@@ -32,7 +32,8 @@ from ratchetpy.client import (
     sign,
 )
 from ratchetpy.components.auth import Authenticate
-from ratchetpy.wamp import WampComponent, WampError, WampServer
+from ratchetpy.exceptions import WampError
+from ratchetpy.wamp import WampComponent, WampServer
 from ratchetpy.wamp.publish import PublishEndpoint
 
 SECRET = "client-secret-0123456789abcdef"

@@ -10,7 +10,14 @@ import pytest
 import trio
 from websockets.trio.client import connect
 
-from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, ServerError, WsServer
+from ratchetpy import (
+    Connection,
+    HttpServer,
+    InvalidStateError,
+    IoServer,
+    MessageComponent,
+    WsServer,
+)
 from wshelpers import read_http_head, upgrade_request
 
 
@@ -200,7 +207,7 @@ async def test_timers_stop_with_the_server(nursery: trio.Nursery) -> None:
     assert ticks == at_stop
     timer.cancel()
     one_shot.cancel()
-    with pytest.raises(ServerError):
+    with pytest.raises(InvalidStateError):
         server.add_timer(0.01, tick)
 
 
@@ -241,11 +248,11 @@ async def test_call_soon_threadsafe_from_a_thread_delivers_a_message(start_serve
 
 async def test_call_soon_threadsafe_needs_a_running_server(nursery: trio.Nursery) -> None:
     server = IoServer(MessageComponent(), port=0, address="127.0.0.1")
-    with pytest.raises(ServerError, match="not running"):
+    with pytest.raises(InvalidStateError, match="not running"):
         server.call_soon_threadsafe(print, "too early")
     await nursery.start(server.serve)
     await server.aclose()
-    with pytest.raises(ServerError):
+    with pytest.raises(InvalidStateError):
         server.call_soon_threadsafe(print, "too late")
 
 

@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 import trio
 
-from ratchetpy.wamp import NOT_AUTHORIZED, WampComponent, WampConnection, WampError
+from ratchetpy.exceptions import WampError
+from ratchetpy.wamp import WampComponent, WampConnection
+from ratchetpy.wamp.messages import NOT_AUTHORIZED
 from wamp_support import TIMEOUT, ServerThread, serve_wamp
 
 txaio = pytest.importorskip("txaio")

@@ -8,8 +8,15 @@ from typing import Any
 import msgpack  # type: ignore[import-untyped]
 import pytest
 
-from ratchetpy.exceptions import LocalProtocolError, RemoteProtocolError
-from ratchetpy.wamp import (
+from ratchetpy.exceptions import (
+    EncodeError,
+    InvalidUri,
+    LocalProtocolError,
+    ProtocolViolation,
+    RemoteProtocolError,
+    SerializationError,
+)
+from ratchetpy.wamp.messages import (
     CALL,
     ERROR,
     HELLO,
@@ -19,29 +26,21 @@ from ratchetpy.wamp import (
     PROTOCOL_VIOLATION,
     PUBLISH,
     REGISTER,
-    SERIALIZERS,
     SUBSCRIBE,
     Abort,
     Call,
-    EncodeError,
     Error,
     Event,
     Goodbye,
     Hello,
     IdGenerator,
-    InvalidUri,
     Invocation,
-    JsonSerializer,
     Message,
-    MsgpackSerializer,
-    ProtocolViolation,
     Publish,
     Published,
     Register,
     Registered,
     Result,
-    SerializationError,
-    Serializer,
     Subscribe,
     Subscribed,
     Unregister,
@@ -54,6 +53,7 @@ from ratchetpy.wamp import (
     parse,
     to_list,
 )
+from ratchetpy.wamp.serializers import SERIALIZERS, JsonSerializer, MsgpackSerializer, Serializer
 
 JSON = JsonSerializer()
 MSGPACK = MsgpackSerializer()

@@ -16,13 +16,23 @@ import trio
 import trio.testing
 
 from ratchetpy import Connection
-from ratchetpy.exceptions import LocalProtocolError
+from ratchetpy.exceptions import LocalProtocolError, WampError
 from ratchetpy.wamp import (
+    CLOSE_SYSTEM_SHUTDOWN,
+    LIMIT_EXCEEDED,
+    Payload,
+    Procedure,
+    Topic,
+    TopicManager,
+    WampComponent,
+    WampConnection,
+    WampServer,
+)
+from ratchetpy.wamp.messages import (
     ABORT,
     CALL,
     CANCELED,
     CLOSE_NORMAL,
-    CLOSE_SYSTEM_SHUTDOWN,
     ERROR,
     EVENT,
     GOODBYE,
@@ -31,7 +41,6 @@ from ratchetpy.wamp import (
     INVALID_ARGUMENT,
     INVALID_URI,
     INVOCATION,
-    LIMIT_EXCEEDED,
     MAX_ID,
     NO_SUCH_PROCEDURE,
     NO_SUCH_REALM,
@@ -54,16 +63,8 @@ from ratchetpy.wamp import (
     UNSUBSCRIBED,
     WELCOME,
     YIELD,
-    JsonSerializer,
-    Payload,
-    Procedure,
-    Topic,
-    TopicManager,
-    WampComponent,
-    WampConnection,
-    WampError,
-    WampServer,
 )
+from ratchetpy.wamp.serializers import JsonSerializer
 
 JSON = "wamp.2.json"
 MSGPACK = "wamp.2.msgpack"

@@ -15,11 +15,12 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.trio.client import connect
 
 from ratchetpy import App, HttpServer, IoServer, WsServer
-from ratchetpy.wamp import (
+from ratchetpy.exceptions import WampError
+from ratchetpy.wamp import CLOSE_SYSTEM_SHUTDOWN, Topic, WampComponent, WampConnection, WampServer
+from ratchetpy.wamp.messages import (
     ABORT,
     CALL,
     CLOSE_NORMAL,
-    CLOSE_SYSTEM_SHUTDOWN,
     ERROR,
     EVENT,
     GOODBYE,
@@ -39,11 +40,6 @@ from ratchetpy.wamp import (
     UNSUBSCRIBED,
     WELCOME,
     YIELD,
-    Topic,
-    WampComponent,
-    WampConnection,
-    WampError,
-    WampServer,
 )
 
 JSON = "wamp.2.json"

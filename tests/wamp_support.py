@@ -11,7 +11,7 @@ from typing import Any
 
 import trio
 
-from ratchetpy import App, Page, ServerError
+from ratchetpy import App, InvalidStateError, Page
 from ratchetpy.wamp import WampComponent, WampServer
 
 TIMEOUT = 10.0
@@ -58,7 +58,7 @@ class ServerThread:
 
     def stop(self) -> None:
         if self._thread.is_alive():
-            with contextlib.suppress(ServerError):  # stopping already
+            with contextlib.suppress(InvalidStateError):  # stopping already
                 self.app.call_soon_threadsafe(self.app.shutdown)
             self._thread.join(TIMEOUT)
         assert not self._thread.is_alive(), "server did not stop"

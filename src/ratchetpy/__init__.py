@@ -21,28 +21,40 @@
 
 from ._version import __version__
 from .app import App
-from .components.auth import Authenticate, AuthenticationFailed, bearer_token
+from .components.auth import Authenticate, bearer_token
 from .components.base import HttpComponent, HttpDecorator, MessageComponent
 from .components.connection import Connection
 from .components.endpoint import Endpoint
 from .components.guards import ConnectionLimits, IpBlackList, OriginCheck
 from .components.http_server import HttpServer
 from .components.router import Page, Route, Router
-from .components.session import FlaskSession, InvalidSession, SessionProvider
+from .components.session import FlaskSession, SessionProvider
 from .components.static import StaticFiles
 from .components.ws_server import WsConnection, WsServer, broadcast
 from .exceptions import (
+    AuthenticationFailed,
     ConnectionClosed,
+    EncodeError,
+    InvalidSession,
+    InvalidStateError,
+    InvalidUri,
     LocalProtocolError,
     ProtocolError,
+    ProtocolViolation,
+    PublishError,
     RatchetError,
     RemoteProtocolError,
+    SerializationError,
     ServerError,
+    SessionClosed,
+    WampCallError,
+    WampError,
+    WampRequestError,
 )
 from .io.server import IoServer, ServerStats
 from .protocol.forwarded import TrustedProxies
 from .protocol.http import Headers, HttpRequest, HttpResponse, http_response
-from .wamp import PublishEndpoint, Topic, WampComponent, WampConnection, WampError, WampServer
+from .wamp import PublishEndpoint, Topic, WampComponent, WampConnection, WampServer
 
 __all__ = [
     "App",
@@ -51,6 +63,7 @@ __all__ = [
     "Connection",
     "ConnectionClosed",
     "ConnectionLimits",
+    "EncodeError",
     "Endpoint",
     "FlaskSession",
     "Headers",
@@ -60,6 +73,8 @@ __all__ = [
     "HttpResponse",
     "HttpServer",
     "InvalidSession",
+    "InvalidStateError",
+    "InvalidUri",
     "IoServer",
     "IpBlackList",
     "LocalProtocolError",
@@ -67,20 +82,26 @@ __all__ = [
     "OriginCheck",
     "Page",
     "ProtocolError",
+    "ProtocolViolation",
     "PublishEndpoint",
+    "PublishError",
     "RatchetError",
     "RemoteProtocolError",
     "Route",
     "Router",
+    "SerializationError",
     "ServerError",
     "ServerStats",
+    "SessionClosed",
     "SessionProvider",
     "StaticFiles",
     "Topic",
     "TrustedProxies",
+    "WampCallError",
     "WampComponent",
     "WampConnection",
     "WampError",
+    "WampRequestError",
     "WampServer",
     "WsConnection",
     "WsServer",

@@ -43,7 +43,7 @@ __all__ = ["main", "main_exit"]
 _LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class UsageError(Exception):
+class _UsageError(Exception):
     """The command line names something that cannot be served."""
 
 
@@ -102,18 +102,18 @@ def load_target(spec: str) -> Any:
     """Import ``MODULE:ATTR`` (``ATTR`` may be dotted) and return the attribute."""
     module_name, sep, attr = spec.partition(":")
     if not sep or not module_name or not attr:
-        raise UsageError(f"expected MODULE:ATTR, such as chat:Chat, not {spec!r}")
+        raise _UsageError(f"expected MODULE:ATTR, such as chat:Chat, not {spec!r}")
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
     try:
         target: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise UsageError(f"cannot import {module_name!r}: {exc}") from exc
+        raise _UsageError(f"cannot import {module_name!r}: {exc}") from exc
     for part in attr.split("."):
         try:
             target = getattr(target, part)
         except AttributeError:
-            raise UsageError(f"{module_name!r} has no attribute {attr!r}") from None
+            raise _UsageError(f"{module_name!r} has no attribute {attr!r}") from None
     return target
 
 
@@ -122,24 +122,24 @@ def _instantiate(target: Any, spec: str) -> Any:
     if inspect.isclass(target):
         if issubclass(target, (MessageComponent, HttpComponent, App)):
             return target()
-        raise UsageError(f"{spec} is a class that is not a component or an App")
+        raise _UsageError(f"{spec} is a class that is not a component or an App")
     if isinstance(target, (App, MessageComponent, HttpComponent)) or hasattr(target, "on_open"):
         return target
     if callable(target):
         return _instantiate(target(), spec)
-    raise UsageError(f"{spec} is a {type(target).__name__}, not something ratchetpy can serve")
+    raise _UsageError(f"{spec} is a {type(target).__name__}, not something ratchetpy can serve")
 
 
 def build_app(args: argparse.Namespace) -> App:
     """The App the ``serve`` command runs for these arguments."""
     target = _instantiate(load_target(args.target), args.target)
     if args.keyfile and not args.certfile:
-        raise UsageError("--keyfile needs --certfile")
+        raise _UsageError("--keyfile needs --certfile")
     tls = tls_context(None, args.certfile, args.keyfile)
     if isinstance(target, App):
         app = target
         if args.path is not None:
-            raise UsageError("--path is for components; an App has its own routes")
+            raise _UsageError("--path is for components; an App has its own routes")
         if args.host is not None:
             app.server.address = args.host
         if args.port is not None:
@@ -147,7 +147,7 @@ def build_app(args: argparse.Namespace) -> App:
         if tls is not None:
             app.server.ssl_context = tls
         if args.trusted_proxy:
-            raise UsageError("--trusted-proxy is for components; give the App trusted_proxies")
+            raise _UsageError("--trusted-proxy is for components; give the App trusted_proxies")
         for route in app.router.routes:
             if isinstance(route.component, OriginCheck):
                 route.component.allowed_origins.extend(args.origin)
@@ -172,7 +172,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format=_LOG_FORMAT)
     try:
         app = build_app(args)
-    except UsageError as exc:
+    except _UsageError as exc:
         print(f"ratchetpy: error: {exc}", file=sys.stderr)
         return 2
     except (ServerError, ValueError) as exc:

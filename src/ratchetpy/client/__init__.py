@@ -20,11 +20,12 @@ From trio code, a WAMP v2 session over WebSocket (wsproto on trio streams):
         await session.subscribe("com.example.news", print)
         await session.publish("com.example.news", "hello", acknowledge=True)
 
-Exceptions (see :mod:`ratchetpy.client._errors` for the tree): :class:`PublishError`,
-:class:`SessionClosed`, :class:`WampRequestError`, :class:`WampCallError`.
+Its exceptions, which live in :mod:`ratchetpy.exceptions` with all the others and are
+re-exported here: :class:`PublishError`, :class:`SessionClosed`, :class:`WampRequestError`,
+:class:`WampCallError`.
 """
 
-from ._errors import PublishError, SessionClosed, WampCallError, WampRequestError
+from ..exceptions import PublishError, SessionClosed, WampCallError, WampRequestError
 from ._http import Publisher, apublish, publish, sign
 from ._session import CallResult, Registration, Session, Subscription, open_session
 

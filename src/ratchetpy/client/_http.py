@@ -17,8 +17,8 @@ from typing import Any, Literal
 import h11
 import trio
 
+from ..exceptions import PublishError, SessionClosed, WampRequestError
 from ..wamp.signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, signature
-from ._errors import PublishError, SessionClosed, WampRequestError
 from ._session import open_session
 from ._ws import open_stream, split_url
 

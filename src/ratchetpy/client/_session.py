@@ -24,8 +24,15 @@ from typing import Any, Literal
 
 import trio
 
-from ..exceptions import ConnectionClosed
-from ..wamp.component import WampError
+from ..exceptions import (
+    ConnectionClosed,
+    EncodeError,
+    SerializationError,
+    SessionClosed,
+    WampCallError,
+    WampError,
+    WampRequestError,
+)
 from ..wamp.messages import (
     ABORT,
     CALL,
@@ -55,14 +62,7 @@ from ..wamp.messages import (
     YIELD,
     IdGenerator,
 )
-from ..wamp.serializers import (
-    EncodeError,
-    JsonSerializer,
-    MsgpackSerializer,
-    SerializationError,
-    Serializer,
-)
-from ._errors import SessionClosed, WampCallError, WampRequestError
+from ..wamp.serializers import JsonSerializer, MsgpackSerializer, Serializer
 from ._parts import (
     CallResult,
     Registration,

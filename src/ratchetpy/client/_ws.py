@@ -30,8 +30,7 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError as WsprotoLocalError
 
-from ..exceptions import ConnectionClosed
-from ._errors import SessionClosed
+from ..exceptions import ConnectionClosed, SessionClosed
 
 _DEFAULT_PORTS = {"ws": 80, "wss": 443}
 _RECEIVE_SIZE = 65536

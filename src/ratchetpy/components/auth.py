@@ -32,13 +32,13 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from ..exceptions import RatchetError
+from ..exceptions import AuthenticationFailed
 from ..protocol.http import HttpRequest, HttpResponse
 from .base import HttpComponent, HttpDecorator, HttpResult
 from .connection import Connection
 from .guards import count_refusal
 
-__all__ = ["Authenticate", "AuthenticationFailed", "Check", "TokenLookup", "bearer_token"]
+__all__ = ["Authenticate", "Check", "TokenLookup", "bearer_token"]
 
 logger = logging.getLogger("ratchetpy.security")
 
@@ -52,23 +52,6 @@ Check = Callable[[HttpRequest], str | Awaitable[str | None] | None]
 TokenLookup = Mapping[str, str] | Callable[[str], str | Awaitable[str | None] | None]
 
 _DEFAULT_CHALLENGE = 'Bearer realm="ratchetpy"'
-
-
-class AuthenticationFailed(RatchetError):
-    """Raised by an authentication check to refuse a request with ``status`` and ``reason``.
-
-    ``status`` is 401 (default: we do not know who you are; the answer carries a
-    ``WWW-Authenticate`` challenge) or 403 (we know who you are, and you may not connect).
-    ``reason`` is sent to the client in the response body and written to the log, so say
-    what is wrong without revealing secrets: ``"token expired"``, ``"account suspended"``.
-    """
-
-    def __init__(self, reason: str = "authentication required", status: int = 401) -> None:
-        if status not in (401, 403):
-            raise ValueError(f"status must be 401 or 403, not {status}")
-        super().__init__(reason)
-        self.reason = reason
-        self.status = status
 
 
 def bearer_token(

@@ -45,12 +45,12 @@ from datetime import datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Any
 
-from ..exceptions import RatchetError
+from ..exceptions import InvalidSession
 from ..protocol.http import HttpRequest
 from .base import HttpComponent, HttpDecorator, HttpResult
 from .connection import Connection
 
-__all__ = ["FlaskSession", "InvalidSession", "SessionProvider", "SessionReader"]
+__all__ = ["FlaskSession", "SessionProvider", "SessionReader"]
 
 logger = logging.getLogger("ratchetpy.security")
 
@@ -60,15 +60,6 @@ logger = logging.getLogger("ratchetpy.security")
 SessionReader = Callable[
     [HttpRequest], Mapping[str, Any] | Awaitable[Mapping[str, Any] | None] | None
 ]
-
-
-class InvalidSession(RatchetError):
-    """Raised by a session reader for a session cookie it cannot trust: forged, expired,
-    signed with an unknown key, or garbled. ``reason`` says which, for the log."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 class SessionProvider(HttpDecorator):

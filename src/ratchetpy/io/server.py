@@ -31,7 +31,7 @@ import trio
 
 from ..components.base import MaybeAwaitable, guarded, report_error
 from ..components.connection import Connection, Timer
-from ..exceptions import ConnectionClosed, ServerError
+from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
 from .timers import ServerTimers, run_callback
 from .tls import TlsConnection, tls_context
 from .transport import Hub, TcpConnection
@@ -209,8 +209,8 @@ class IoServer:
         Timers stop when a graceful shutdown starts (before connections are closed, so a timer
         never writes to closing connections) and when :meth:`serve` ends; an ``async`` run
         still going then is cancelled with the server. Not a checkpoint. Raises
-        :class:`ServerError` once the server is shutting down or has stopped, ``ValueError``
-        for a negative delay.
+        :class:`~ratchetpy.InvalidStateError` once the server is shutting down or has stopped,
+        ``ValueError`` for a negative delay.
         """
         if delay < 0:
             raise ValueError("delay must not be negative")
@@ -230,7 +230,7 @@ class IoServer:
 
     def _add_timer(self, delay: float, callback: Callable[[], Any], *, periodic: bool) -> Timer:
         if self._timers.stopped:
-            raise ServerError("the server is stopping or stopped; it runs no more timers")
+            raise InvalidStateError("the server is stopping or stopped; it runs no more timers")
         return self._timers.add(delay, callback, periodic=periodic)
 
     def call_soon_threadsafe(self, callback: Callable[..., Any], *args: Any) -> None:
@@ -240,12 +240,13 @@ class IoServer:
         conn.send, text)``. Returns at once (not a checkpoint). The callback runs outside any
         connection's handling, so what it sends is flushed promptly; if it returns an
         awaitable (an ``async def``), that runs as a task in the server's nursery. Its
-        exceptions are logged, never raised to the caller. Raises :class:`ServerError` if the
-        server is not running; a callback still pending when it stops is dropped.
+        exceptions are logged, never raised to the caller. Raises
+        :class:`~ratchetpy.InvalidStateError` if the server is not running; a callback still
+        pending when it stops is dropped.
         """
         token = self._trio_token
         if token is None:
-            raise ServerError("call_soon_threadsafe() on a server that is not running")
+            raise InvalidStateError("call_soon_threadsafe() on a server that is not running")
 
         def run() -> None:
             nursery = self._hub.nursery
@@ -257,7 +258,7 @@ class IoServer:
         try:
             token.run_sync_soon(run)
         except trio.RunFinishedError:
-            raise ServerError("call_soon_threadsafe() on a server that stopped") from None
+            raise InvalidStateError("call_soon_threadsafe() on a server that stopped") from None
 
     # -- running ---------------------------------------------------------------------------
 
@@ -306,12 +307,14 @@ class IoServer:
         """Listen and serve until :meth:`shutdown` (graceful) or cancellation (immediate).
 
         Reports the bound port through ``task_status`` (so ``port=0`` works:
-        ``port = await nursery.start(server.serve)``). Raises :class:`ServerError` if the
-        address cannot be bound. Cancelling it drops every connection without a closing
-        handshake; call :meth:`shutdown` or :meth:`aclose` for a graceful stop.
+        ``port = await nursery.start(server.serve)``). Raises :class:`~ratchetpy.ServerError`
+        if the address cannot be bound, :class:`~ratchetpy.InvalidStateError` if this server
+        serves already or did before (make a new one). Cancelling it drops every connection
+        without a closing handshake; call :meth:`shutdown` or :meth:`aclose` for a graceful
+        stop.
         """
         if self._shutdown_requested is not None:
-            raise ServerError("this IoServer is already serving")
+            raise InvalidStateError("this IoServer is already serving")
         self._shutdown_requested = trio.Event()
         self._stopped = trio.Event()
         listener = self._listener if self._listener is not None else self._listen()
@@ -344,9 +347,11 @@ class IoServer:
             self._stopped.set()
 
     def shutdown(self) -> None:
-        """Start a graceful shutdown; :meth:`serve` returns when it is done. Not a checkpoint."""
+        """Start a graceful shutdown; :meth:`serve` returns when it is done. Not a checkpoint.
+
+        Raises :class:`~ratchetpy.InvalidStateError` before :meth:`serve` has started."""
         if self._shutdown_requested is None:
-            raise ServerError("shutdown() called on a server that is not serving")
+            raise InvalidStateError("shutdown() called on a server that is not serving")
         self._shutdown_requested.set()
 
     async def aclose(self) -> None:

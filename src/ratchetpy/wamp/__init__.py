@@ -1,24 +1,58 @@
 """WAMP v2 (Basic Profile) for ratchetpy: a router with Ratchet's WampServer interface.
 
 ``WsServer(WampServer(MyApp()))`` or ``App.route("/ws", MyApp())`` where ``MyApp`` subclasses
-:class:`WampComponent`. Underneath, sans-IO: :mod:`~ratchetpy.wamp.messages` (parsing and
-building messages), :mod:`~ratchetpy.wamp.serializers` (JSON, msgpack).
+:class:`WampComponent`. This package exports what a router-side application uses, the standard
+error and close URIs included (``raise WampError(NOT_AUTHORIZED, "members only")``); the sans-IO
+parts have modules of their own: :mod:`ratchetpy.wamp.messages` (message classes, type codes,
+error URIs, parsing), :mod:`ratchetpy.wamp.serializers` (JSON, msgpack) and
+:mod:`ratchetpy.wamp.signing` (how a publication to :class:`PublishEndpoint` is signed).
 """
 
+from ..exceptions import WampError
 from .broker import Payload, Topic, TopicManager
-from .component import WampComponent, WampError
+from .component import WampComponent
 from .connection import WampConnection
 from .dealer import LIMIT_EXCEEDED, Procedure
-from .messages import *  # noqa: F403
-from .messages import __all__ as _messages_all
+from .messages import (
+    AUTHORIZATION_FAILED,
+    CANCELED,
+    CLOSE_NORMAL,
+    CLOSE_REALM,
+    GOODBYE_AND_OUT,
+    INVALID_ARGUMENT,
+    INVALID_URI,
+    NO_SUCH_PROCEDURE,
+    NO_SUCH_REALM,
+    NO_SUCH_REGISTRATION,
+    NO_SUCH_SUBSCRIPTION,
+    NOT_AUTHORIZED,
+    PROCEDURE_ALREADY_EXISTS,
+    PROTOCOL_VIOLATION,
+    RUNTIME_ERROR,
+    SYSTEM_SHUTDOWN,
+)
 from .publish import PublishEndpoint
-from .serializers import *  # noqa: F403
-from .serializers import __all__ as _serializers_all
 from .server import CLOSE_SYSTEM_SHUTDOWN, Realm, WampServer
 
 __all__ = [
+    "AUTHORIZATION_FAILED",
+    "CANCELED",
+    "CLOSE_NORMAL",
+    "CLOSE_REALM",
     "CLOSE_SYSTEM_SHUTDOWN",
+    "GOODBYE_AND_OUT",
+    "INVALID_ARGUMENT",
+    "INVALID_URI",
     "LIMIT_EXCEEDED",
+    "NOT_AUTHORIZED",
+    "NO_SUCH_PROCEDURE",
+    "NO_SUCH_REALM",
+    "NO_SUCH_REGISTRATION",
+    "NO_SUCH_SUBSCRIPTION",
+    "PROCEDURE_ALREADY_EXISTS",
+    "PROTOCOL_VIOLATION",
+    "RUNTIME_ERROR",
+    "SYSTEM_SHUTDOWN",
     "Payload",
     "Procedure",
     "PublishEndpoint",
@@ -29,6 +63,4 @@ __all__ = [
     "WampConnection",
     "WampError",
     "WampServer",
-    *_messages_all,
-    *_serializers_all,
 ]

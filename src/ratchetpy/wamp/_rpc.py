@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..components.base import MaybeAwaitable
+from ..exceptions import EncodeError
 from ._flow import run_handler
 from .connection import WampConnection
 from .dealer import LIMIT_EXCEEDED, Procedure, take_invocation
@@ -27,7 +28,6 @@ from .messages import (
     Unregister,
     Yield,
 )
-from .serializers import EncodeError
 
 if TYPE_CHECKING:
     from .server import WampServer

@@ -13,38 +13,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from ..components.base import MaybeAwaitable
-from ..exceptions import RatchetError
 
 if TYPE_CHECKING:
     from .broker import Payload, Topic
     from .connection import WampConnection
     from .dealer import Procedure
 
-__all__ = ["WampComponent", "WampError"]
+__all__ = ["WampComponent"]
 
 logger = logging.getLogger("ratchetpy.wamp")
-
-
-class WampError(RatchetError):
-    """Raise from a handler to answer the client's request with a WAMP ERROR.
-
-    ``error`` is the error URI (``wamp.error.not_authorized``, or your own such as
-    ``com.example.error.sold_out``); ``args`` and ``kwargs`` travel with it (by convention the
-    first argument is a message for humans). Raised from ``on_open`` it refuses the session
-    with an ABORT instead. The client sees exactly this, and nothing is logged above DEBUG:
-    refusing is normal operation, not a server fault.
-    """
-
-    def __init__(self, error: str, *args: Any, kwargs: dict[str, Any] | None = None) -> None:
-        super().__init__(error, *args)
-        self.error = error
-        self.error_args = list(args)
-        self.error_kwargs = dict(kwargs or {})
-
-    def __str__(self) -> str:
-        if self.error_args:
-            return f"{self.error}: {self.error_args[0]}"
-        return self.error
 
 
 class WampComponent:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from ..exceptions import EncodeError
 from .messages import CANCELED, INVALID_ARGUMENT, NO_SUCH_PROCEDURE, Invocation
-from .serializers import EncodeError
 
 if TYPE_CHECKING:
     from .connection import WampConnection

@@ -24,7 +24,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from ..exceptions import RemoteProtocolError
+from ..exceptions import InvalidUri, ProtocolViolation
 
 __all__ = [
     "ABORT",
@@ -73,10 +73,8 @@ __all__ = [
     "Goodbye",
     "Hello",
     "IdGenerator",
-    "InvalidUri",
     "Invocation",
     "Message",
-    "ProtocolViolation",
     "Publish",
     "Published",
     "Register",
@@ -169,40 +167,6 @@ GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
 MAX_ID = 2**53
 
 # -- errors --------------------------------------------------------------------------------------
-
-
-class ProtocolViolation(RemoteProtocolError):
-    """A client sent a message WAMP forbids: bad shape, bad types, or a type it may not send.
-
-    The spec's answer is ``ABORT`` with reason :attr:`error` (``wamp.error.protocol_violation``)
-    and ``{"message": reason}`` as details, then closing the transport. ``reason`` says what was
-    wrong, in terms the client's author can act on.
-    """
-
-    error: ClassVar[str] = PROTOCOL_VIOLATION
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class InvalidUri(ProtocolViolation):
-    """A well-formed message carried a URI that breaks WAMP's URI rules.
-
-    Unlike other violations, the spec wants a polite answer here rather than an abort: an
-    ``ERROR`` with :attr:`error` (``wamp.error.invalid_uri``) to the request identified by
-    ``request_type`` and ``request_id`` (SUBSCRIBE, PUBLISH, CALL, REGISTER), or an ``ABORT`` with
-    that reason for a HELLO with a bad realm (``request_id`` is then None). Every other field of
-    the message was checked before the URI, so ``request_id`` is a valid id when it is not None.
-    """
-
-    error: ClassVar[str] = INVALID_URI
-
-    def __init__(self, reason: str, *, uri: str, request_type: int, request_id: int | None) -> None:
-        super().__init__(reason)
-        self.uri = uri
-        self.request_type = request_type
-        self.request_id = request_id
 
 
 # -- URIs -----------------------------------------------------------------------------------------

@@ -37,9 +37,9 @@ from typing import Any, Literal
 
 from ..components.base import HttpComponent, HttpResult
 from ..components.connection import Connection
+from ..exceptions import EncodeError
 from ..protocol.http import HttpRequest, HttpResponse
 from .messages import MAX_ID, IdGenerator, is_valid_uri
-from .serializers import EncodeError
 from .server import WampServer
 from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, Secret, signature
 

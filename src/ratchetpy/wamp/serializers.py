@@ -28,7 +28,7 @@ import json
 import re
 from typing import Any, Protocol
 
-from ..exceptions import LocalProtocolError, RemoteProtocolError
+from ..exceptions import EncodeError, SerializationError
 
 try:
     import msgpack  # type: ignore[import-untyped]
@@ -37,26 +37,10 @@ except ImportError:  # pragma: no cover - exercised only where msgpack is missin
 
 __all__ = [
     "SERIALIZERS",
-    "EncodeError",
     "JsonSerializer",
     "MsgpackSerializer",
-    "SerializationError",
     "Serializer",
 ]
-
-
-class SerializationError(RemoteProtocolError):
-    """A client's WebSocket message is not a serialized WAMP message.
-
-    ``close_code`` is 1003 (unsupported data) when the frame type does not match the
-    subprotocol (text for msgpack, binary for JSON) and 1007 (invalid payload) otherwise; the
-    spec wants the transport closed either way, since no WAMP reply can be addressed.
-    """
-
-
-class EncodeError(LocalProtocolError):
-    """A message cannot be expressed in this serializer's format (NaN in JSON, a set, an int
-    beyond 64 bits for msgpack, a str with lone surrogates, ...)."""
 
 
 class Serializer(Protocol):

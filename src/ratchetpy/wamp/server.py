@@ -26,10 +26,11 @@ from typing import Any, ClassVar
 from .._version import __version__
 from ..components.base import MaybeAwaitable, MessageComponent, report_error
 from ..components.connection import Connection
+from ..exceptions import EncodeError, InvalidUri, ProtocolViolation, SerializationError, WampError
 from . import _pubsub, _rpc
 from ._flow import run_handler, sequence
 from .broker import Payload, Topic, TopicManager
-from .component import WampComponent, WampError
+from .component import WampComponent
 from .connection import WampConnection
 from .dealer import Procedure, cancel_calls_of
 from .messages import (
@@ -49,8 +50,6 @@ from .messages import (
     Goodbye,
     Hello,
     IdGenerator,
-    InvalidUri,
-    ProtocolViolation,
     Publish,
     Register,
     Subscribe,
@@ -60,7 +59,7 @@ from .messages import (
     Yield,
     parse,
 )
-from .serializers import SERIALIZERS, EncodeError, SerializationError, Serializer
+from .serializers import SERIALIZERS, Serializer
 
 __all__ = ["CLOSE_SYSTEM_SHUTDOWN", "Realm", "WampServer"]
 
