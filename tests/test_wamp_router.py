@@ -75,6 +75,13 @@ TOO_BIG_FOR_MSGPACK = 2**64 + 1  # JSON carries it, msgpack cannot
 # -- fakes ------------------------------------------------------------------------------------
 
 
+def pending_calls(client: Any) -> int:
+    """The invocations the realm's dealer holds for ``client``'s session."""
+    realm = client.conn.realm
+    assert realm is not None
+    return int(realm.procedures.pending_calls(client.conn))
+
+
 class FakeTimer:
     """A call_later timer that the test fires by hand."""
 
@@ -1028,7 +1035,7 @@ async def test_caller_leaving_makes_a_late_yield_harmless() -> None:
     assert callee.take() == [] and caller.take() == []
     assert not callee.ws.closed
     # The callee's capacity was given back.
-    assert callee.conn._invocations == {}
+    assert pending_calls(callee) == 0
 
 
 async def test_duplicate_call_id_in_flight_is_a_protocol_violation() -> None:
@@ -1040,7 +1047,7 @@ async def test_duplicate_call_id_in_flight_is_a_protocol_violation() -> None:
     assert_abort(caller, PROTOCOL_VIOLATION, 1002)
     assert len(callee.take()) == 1  # only the first call was forwarded
     await caller.leave()
-    assert callee.conn._invocations == {}
+    assert pending_calls(callee) == 0
 
 
 async def test_max_registrations() -> None:
@@ -1077,7 +1084,7 @@ async def test_call_arguments_the_callee_cannot_receive() -> None:
     await caller.send(CALL, 1, {}, "p", [TOO_BIG_FOR_MSGPACK])
     assert error_of(caller.take_one()) == (CALL, 1, INVALID_ARGUMENT)
     assert callee.take() == []
-    assert callee.conn._invocations == {}
+    assert pending_calls(callee) == 0
     await caller.send(CALL, 1, {}, "p", [1])  # the call id is free again
     assert callee.take_one()[0] == INVOCATION
 
@@ -1773,7 +1780,7 @@ async def test_on_shutdown_says_goodbye_then_closes() -> None:
     server = WampServer()
     (peer,) = await joined(server, 1)
     unjoined = Peer(server)
-    server.on_shutdown(peer.ws)
+    server.on_shutdown(peer.ws, 1001, "server shutting down")
     assert peer.take_one() == [GOODBYE, {"message": "server shutting down"}, CLOSE_SYSTEM_SHUTDOWN]
     assert peer.ws.closes == [(1001, "server shutting down")]
     server.on_shutdown(unjoined.ws, 1012, "restarting")
@@ -1974,7 +1981,7 @@ async def test_shutdown_while_on_open_runs_sends_no_goodbye_before_welcome() -> 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(peer.send, HELLO, "realm1", ROLES)
         await trio.testing.wait_all_tasks_blocked()
-        server.on_shutdown(peer.ws)
+        server.on_shutdown(peer.ws, 1001, "server shutting down")
         gate.set()
     messages = peer.take()
     assert all(message[0] not in (GOODBYE, WELCOME) for message in messages), messages

@@ -9,10 +9,9 @@ error URIs, parsing), :mod:`ratchetpy.wamp.serializers` (JSON, msgpack) and
 """
 
 from ..exceptions import WampError
-from .broker import Payload, Topic, TopicManager
+from .broker import Broker
 from .component import WampComponent
-from .connection import WampConnection
-from .dealer import LIMIT_EXCEEDED, Procedure
+from .dealer import Dealer
 from .messages import (
     AUTHORIZATION_FAILED,
     CANCELED,
@@ -21,6 +20,7 @@ from .messages import (
     GOODBYE_AND_OUT,
     INVALID_ARGUMENT,
     INVALID_URI,
+    LIMIT_EXCEEDED,
     NO_SUCH_PROCEDURE,
     NO_SUCH_REALM,
     NO_SUCH_REGISTRATION,
@@ -32,7 +32,16 @@ from .messages import (
     SYSTEM_SHUTDOWN,
 )
 from .publish import PublishEndpoint
-from .server import CLOSE_SYSTEM_SHUTDOWN, Realm, WampServer
+from .realm import (
+    Payload,
+    Procedure,
+    ProcedureManager,
+    Realm,
+    Topic,
+    TopicManager,
+    WampConnection,
+)
+from .server import CLOSE_SYSTEM_SHUTDOWN, WampServer
 
 __all__ = [
     "AUTHORIZATION_FAILED",
@@ -53,8 +62,11 @@ __all__ = [
     "PROTOCOL_VIOLATION",
     "RUNTIME_ERROR",
     "SYSTEM_SHUTDOWN",
+    "Broker",
+    "Dealer",
     "Payload",
     "Procedure",
+    "ProcedureManager",
     "PublishEndpoint",
     "Realm",
     "Topic",

@@ -1,5 +1,6 @@
-"""What the user writes for WAMP: a :class:`WampComponent` (Ratchet's ``WampServerInterface``)
-and :class:`WampError`, the exception that answers a request with a WAMP error.
+"""What the user writes for WAMP: a :class:`WampComponent` (Ratchet's ``WampServerInterface``).
+
+Its handlers refuse a request by raising :class:`~ratchetpy.WampError`.
 
 The base class is a complete router: it accepts every session, subscription and registration,
 delivers publications to subscribers and routes calls to callees. Override a handler to
@@ -10,14 +11,10 @@ the default behaviour.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..components.base import MaybeAwaitable
-
-if TYPE_CHECKING:
-    from .broker import Payload, Topic
-    from .connection import WampConnection
-    from .dealer import Procedure
+from .realm import Payload, Procedure, Topic, WampConnection
 
 __all__ = ["WampComponent"]
 

@@ -1,128 +1,304 @@
-"""The dealer half of the WAMP router: procedures, their callees and calls in flight. Sans-IO.
+"""The dealer of a WAMP realm: procedures, their callees and the calls in flight. Sans-IO.
 
 A call travels CALL (caller -> router) -> INVOCATION (router -> callee) -> YIELD or ERROR
-(callee -> router) -> RESULT or ERROR (router -> caller). The router keeps two small records per
-call in flight: on the caller's side, its call id -> (callee, invocation id); on the callee's
-side, the invocation id -> (caller, call id). Whichever side leaves first clears both, so a
-vanished peer leaves nothing behind and a late YIELD for a departed caller is dropped.
+(callee -> router) -> RESULT or ERROR (router -> caller). :class:`Dealer` owns every
+registration of one realm and two small records per call in flight: on the caller's side its
+call id -> (callee, invocation id), ``None`` while the component answers the call itself; on
+the callee's side the invocation id -> (caller, call id). Whichever side leaves first clears
+both, so a vanished peer leaves nothing behind and a late YIELD for a departed caller is
+dropped. The dealer is also the realm's :class:`~ratchetpy.wamp.ProcedureManager`: a read-only
+mapping of the registered procedures that a :class:`~ratchetpy.wamp.Procedure` asks.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from ..exceptions import EncodeError
-from .messages import CANCELED, INVALID_ARGUMENT, NO_SUCH_PROCEDURE, Invocation
+from ..components.base import MaybeAwaitable
+from ..exceptions import EncodeError, LocalProtocolError
+from ._flow import answer_failure, run_handler
+from .component import WampComponent
+from .messages import (
+    CALL,
+    CANCELED,
+    INVALID_ARGUMENT,
+    LIMIT_EXCEEDED,
+    NO_SUCH_PROCEDURE,
+    NO_SUCH_REGISTRATION,
+    PROCEDURE_ALREADY_EXISTS,
+    PROTOCOL_VIOLATION,
+    REGISTER,
+    REGISTERED,
+    UNREGISTER,
+    UNREGISTERED,
+    Call,
+    Error,
+    IdGenerator,
+    Invocation,
+    Register,
+    Result,
+    Unregister,
+    Yield,
+)
+from .realm import Procedure, Realm, WampConnection
 
-if TYPE_CHECKING:
-    from .connection import WampConnection
-    from .server import Realm
-
-__all__ = ["LIMIT_EXCEEDED", "Procedure"]
+__all__ = ["Dealer"]
 
 logger = logging.getLogger("ratchetpy.wamp")
 
-#: Error URI for a request refused because a per-session limit was reached (not a standard
-#: URI: the Basic Profile defines none for this).
-LIMIT_EXCEEDED = "ratchetpy.error.limit_exceeded"
+# A forwarded call: the other party and the id that party knows the call by.
+_Leg = tuple[WampConnection, int]
 
 
-class Procedure:
-    """A procedure URI in one realm and the callee registered for it, if any.
+class Dealer(Mapping[str, Procedure]):
+    """The dealer of ``realm``: asks ``component`` about each registration and call.
 
-    ``id`` is the URI (``str(procedure)`` too); ``callee`` the registered
-    :class:`~ratchetpy.wamp.WampConnection` or ``None``. Ratchet's ``onCall`` received such an
-    object as ``$topic``.
+    ``max_registrations`` bounds the procedures one session may register, and
+    ``max_pending_calls`` the calls one callee may have in flight; past them, REGISTER and
+    CALL are answered with ``ratchetpy.error.limit_exceeded`` rather than queued without bound.
     """
-
-    __slots__ = ("callee", "id", "realm", "registration_id")
 
     def __init__(
         self,
-        uri: str,
         realm: Realm,
-        callee: WampConnection | None = None,
-        registration_id: int | None = None,
+        component: WampComponent,
+        *,
+        max_registrations: int,
+        max_pending_calls: int,
     ) -> None:
-        self.id = uri
         self.realm = realm
-        self.callee = callee
-        self.registration_id = registration_id
-
-    def __str__(self) -> str:
-        return self.id
+        self.component = component
+        self.max_registrations = max_registrations
+        self.max_pending_calls = max_pending_calls
+        # procedure URI -> (callee, registration id)
+        self._registered: dict[str, tuple[WampConnection, int]] = {}
+        # each callee's registrations: registration id -> procedure URI
+        self._of_session: dict[WampConnection, dict[int, str]] = {}
+        # each caller's open calls: call id -> None while the component answers it, else the
+        # callee leg it was forwarded to
+        self._calls: dict[WampConnection, dict[int, _Leg | None]] = {}
+        # each callee's invocations: invocation id -> the caller leg
+        self._invocations: dict[WampConnection, dict[int, _Leg]] = {}
 
     def __repr__(self) -> str:
-        callee = f"session {self.callee.session_id}" if self.callee is not None else "no callee"
-        return f"<Procedure {self.id!r} in {self.realm.name!r}: {callee}>"
+        return f"<Dealer of {self.realm.name!r}: {len(self._registered)} procedures>"
 
-    def call(
+    # -- ProcedureManager: what procedures, sessions and components ask ------------------------
+
+    def __getitem__(self, uri: str) -> Procedure:
+        if uri not in self._registered:
+            raise KeyError(uri)
+        return Procedure(uri, self.realm)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(tuple(self._registered))
+
+    def __len__(self) -> int:
+        return len(self._registered)
+
+    def callee_of(self, uri: str) -> WampConnection | None:
+        registered = self._registered.get(uri)
+        return None if registered is None else registered[0]
+
+    def registration_id_of(self, uri: str) -> int | None:
+        registered = self._registered.get(uri)
+        return None if registered is None else registered[1]
+
+    def pending_calls(self, callee: WampConnection) -> int:
+        """How many invocations ``callee`` has not answered yet."""
+        return len(self._invocations.get(callee, ()))
+
+    def route(
         self,
+        uri: str,
         caller: WampConnection,
         call_id: int,
-        args: list[Any] | None = None,
-        kwargs: dict[str, Any] | None = None,
+        args: list[Any],
+        kwargs: dict[str, Any],
     ) -> None:
-        """Route an open call to the registered callee (what the default ``on_call`` does).
-
-        Without a callee the caller gets ``wamp.error.no_such_procedure``. The callee's YIELD
-        or ERROR becomes the caller's RESULT or ERROR. Not a checkpoint.
-        """
-        if caller._open_calls.get(call_id, False) is not None:
+        calls = self._calls.get(caller)
+        if calls is None or calls.get(call_id, False) is not None:
             return  # answered already, forwarded already, or never opened
-        callee = self.callee
-        if callee is None or self.registration_id is None or not callee.joined:
-            caller.call_error(call_id, NO_SUCH_PROCEDURE, f"no callee registered for {self.id}")
+        registered = self._registered.get(uri)
+        if registered is None or not registered[0].joined:
+            caller.call_error(call_id, NO_SUCH_PROCEDURE, f"no callee registered for {uri}")
             return
-        if len(callee._invocations) >= callee._server.max_pending_calls:
+        callee, registration_id = registered
+        invocations = self._invocations.setdefault(callee, {})
+        if len(invocations) >= self.max_pending_calls:
             caller.call_error(
-                call_id, LIMIT_EXCEEDED, f"the callee of {self.id} has too many calls in flight"
+                call_id, LIMIT_EXCEEDED, f"the callee of {uri} has too many calls in flight"
             )
             return
-        invocation_id = callee._request_ids.next()
-        message = Invocation(invocation_id, self.registration_id, {}, args or [], kwargs or {})
+        invocation_id = callee.next_request_id()
+        message = Invocation(invocation_id, registration_id, {}, args, kwargs)
         try:
-            callee._send_message(message.to_list())
+            callee.send_message(message.to_list())
         except EncodeError as exc:
             caller.call_error(
                 call_id, INVALID_ARGUMENT, f"arguments cannot reach the callee: {exc}"
             )
             return
-        callee._invocations[invocation_id] = (caller, call_id)
-        caller._open_calls[call_id] = (callee, invocation_id)
+        invocations[invocation_id] = (caller, call_id)
+        calls[call_id] = (callee, invocation_id)
 
+    def close_call(self, caller: WampConnection, call_id: int) -> None:
+        calls = self._calls.get(caller, {})
+        if call_id not in calls:
+            raise LocalProtocolError(
+                f"call {call_id} of session {caller.session_id} is not open: answered already,"
+                " or never made"
+            )
+        if calls[call_id] is not None:
+            raise LocalProtocolError(
+                f"call {call_id} was routed to a callee, which answers it; it cannot be answered"
+                " here too"
+            )
+        del calls[call_id]
 
-def cancel_calls_of(session: WampConnection) -> None:
-    """``session`` is leaving: fail the calls it was serving and forget the ones it made."""
-    invocations = session._invocations
-    session._invocations = {}
-    for caller, call_id in invocations.values():
-        if caller._open_calls.get(call_id) is not None:
-            caller._open_calls[call_id] = None  # reopen, so that call_error may answer it
-            caller.call_error(call_id, CANCELED, "the callee left before answering")
-    open_calls = session._open_calls
-    session._open_calls = {}
-    for forwarded in open_calls.values():
-        if forwarded is not None:
-            callee, invocation_id = forwarded
-            callee._invocations.pop(invocation_id, None)
+    # -- requests ------------------------------------------------------------------------------
 
+    def register(self, session: WampConnection, message: Register) -> MaybeAwaitable:
+        options = message.options
+        if options.get("match", "exact") != "exact" or options.get("invoke", "single") != "single":
+            session.send_error(
+                REGISTER,
+                message.request_id,
+                INVALID_ARGUMENT,
+                ["only exact matching and single registrations are supported"],
+            )
+            return None
+        if self._taken(session, message):
+            return None
+        if len(self._of_session.get(session, ())) >= self.max_registrations:
+            session.send_error(
+                REGISTER,
+                message.request_id,
+                LIMIT_EXCEEDED,
+                [f"at most {self.max_registrations} registrations per session"],
+            )
+            return None
 
-def take_invocation(
-    callee: WampConnection, invocation_id: int
-) -> tuple[WampConnection, int] | None:
-    """The caller and call id a YIELD or ERROR from ``callee`` answers, if still wanted."""
-    pending = callee._invocations.pop(invocation_id, None)
-    if pending is None:
-        logger.debug(
-            "session %s answered invocation %d, which nobody waits for",
-            callee.session_id,
-            invocation_id,
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is not None:
+                return answer_failure(self.component, session, REGISTER, message.request_id, exc)
+            if session.closed or not self.realm.has(session):
+                return None
+            if self._taken(session, message):  # while on_register awaited
+                return None
+            registration_id = IdGenerator.random()
+            self._registered[message.procedure] = (session, registration_id)
+            self._of_session.setdefault(session, {})[registration_id] = message.procedure
+            session.send_message([REGISTERED, message.request_id, registration_id])
+            return None
+
+        procedure = Procedure(message.procedure, self.realm)
+        return run_handler(self.component.on_register, (session, procedure), done)
+
+    def unregister(self, session: WampConnection, message: Unregister) -> None:
+        uri = self._of_session.get(session, {}).pop(message.registration_id, None)
+        if uri is None:
+            session.send_error(
+                UNREGISTER,
+                message.request_id,
+                NO_SUCH_REGISTRATION,
+                [f"no registration {message.registration_id} in this session"],
+            )
+            return
+        self._forget_registration(uri, session)
+        session.send_message([UNREGISTERED, message.request_id])
+
+    def call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
+        call_id = message.request_id
+        calls = self._calls.setdefault(session, {})
+        if call_id in calls:
+            session.abort(PROTOCOL_VIOLATION, f"CALL request id {call_id} is in use")
+            return None
+        calls[call_id] = None
+
+        def done(exc: Exception | None) -> MaybeAwaitable:
+            if exc is None:
+                return None
+            open_calls = self._calls.get(session, {})
+            answer = open_calls.get(call_id, False) is None and not session.closed
+            if answer:
+                del open_calls[call_id]
+            return answer_failure(self.component, session, CALL, call_id, exc, reply=answer)
+
+        procedure = Procedure(message.procedure, self.realm)
+        args = (session, call_id, procedure, message.args, message.kwargs)
+        return run_handler(self.component.on_call, args, done)
+
+    def yield_result(self, session: WampConnection, message: Yield) -> None:
+        caller_leg = self._take_invocation(session, message.request_id)
+        if caller_leg is None:
+            return
+        caller, call_id = caller_leg
+        try:
+            caller.send_message(Result(call_id, {}, message.args, message.kwargs).to_list())
+        except EncodeError as exc:
+            why = [f"the result cannot reach you: {exc}"]
+            caller.send_error(CALL, call_id, INVALID_ARGUMENT, why)
+
+    def callee_error(self, session: WampConnection, message: Error) -> None:
+        caller_leg = self._take_invocation(session, message.request_id)
+        if caller_leg is None:
+            return
+        caller, call_id = caller_leg
+        try:
+            caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
+        except EncodeError as exc:
+            caller.send_error(CALL, call_id, message.error, [f"error details lost: {exc}"])
+
+    def remove(self, session: WampConnection) -> None:
+        """``session`` left: drop its registrations, fail the calls it was serving and forget
+        the ones it made."""
+        for uri in self._of_session.pop(session, {}).values():
+            self._forget_registration(uri, session)
+        for caller, call_id in self._invocations.pop(session, {}).values():
+            calls = self._calls.get(caller)
+            if calls is not None and calls.get(call_id) is not None:
+                calls[call_id] = None  # reopen, so that call_error may answer it
+                caller.call_error(call_id, CANCELED, "the callee left before answering")
+        for forwarded in self._calls.pop(session, {}).values():
+            if forwarded is not None:
+                callee, invocation_id = forwarded
+                self._invocations.get(callee, {}).pop(invocation_id, None)
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _taken(self, session: WampConnection, message: Register) -> bool:
+        """Answer ``procedure_already_exists`` if another session has the procedure."""
+        if message.procedure not in self._registered:
+            return False
+        session.send_error(
+            REGISTER,
+            message.request_id,
+            PROCEDURE_ALREADY_EXISTS,
+            [f"{message.procedure} is registered already"],
         )
-        return None
-    caller, call_id = pending
-    if caller._open_calls.get(call_id) != (callee, invocation_id):
-        return None
-    del caller._open_calls[call_id]
-    return caller, call_id
+        return True
+
+    def _forget_registration(self, uri: str, session: WampConnection) -> None:
+        registered = self._registered.get(uri)
+        if registered is not None and registered[0] is session:
+            del self._registered[uri]
+
+    def _take_invocation(self, callee: WampConnection, invocation_id: int) -> _Leg | None:
+        """The caller and call id a YIELD or ERROR from ``callee`` answers, if still wanted."""
+        caller_leg = self._invocations.get(callee, {}).pop(invocation_id, None)
+        if caller_leg is None:
+            logger.debug(
+                "session %s answered invocation %d, which nobody waits for",
+                callee.session_id,
+                invocation_id,
+            )
+            return None
+        caller, call_id = caller_leg
+        calls = self._calls.get(caller)
+        if calls is None or calls.get(call_id) != (callee, invocation_id):
+            return None
+        del calls[call_id]
+        return caller_leg

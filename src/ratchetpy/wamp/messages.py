@@ -41,6 +41,7 @@ __all__ = [
     "INVALID_ARGUMENT",
     "INVALID_URI",
     "INVOCATION",
+    "LIMIT_EXCEEDED",
     "MAX_ID",
     "MESSAGE_NAMES",
     "NOT_AUTHORIZED",
@@ -162,6 +163,9 @@ AUTHORIZATION_FAILED = "wamp.error.authorization_failed"
 CLOSE_NORMAL = "wamp.close.normal"
 CLOSE_REALM = "wamp.close.close_realm"
 GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
+#: ratchetpy's own error URI for a request refused because a per-session limit was reached
+#: (the Basic Profile defines none for this).
+LIMIT_EXCEEDED = "ratchetpy.error.limit_exceeded"
 
 #: Largest WAMP id: ids are integers in [1, 2**53] so that JavaScript numbers hold them exactly.
 MAX_ID = 2**53

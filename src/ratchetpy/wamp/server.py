@@ -2,16 +2,18 @@
 
 ``WsServer(WampServer(MyApp()))``, as in Ratchet, or ``App.route("/ws", MyApp())``. The
 WebSocket subprotocol (``wamp.2.json`` or ``wamp.2.msgpack``) picks the serializer. Every client
-message goes: serializer -> :func:`~ratchetpy.wamp.parse` (the trust boundary) -> the session
-state machine here -> the user's :class:`~ratchetpy.wamp.WampComponent`. No trio: like every
-component, this only calls ``send`` / ``close`` / ``call_later`` on connections.
+message goes: serializer -> :func:`~ratchetpy.wamp.messages.parse` (the trust boundary) -> the
+session state machine here -> the realm's :class:`~ratchetpy.wamp.broker.Broker` or
+:class:`~ratchetpy.wamp.dealer.Dealer` -> the user's :class:`~ratchetpy.wamp.WampComponent`. No
+trio: like every component, this only calls ``send`` / ``close`` / ``call_later`` on
+connections.
 
 Faults, and who hears of them:
 
 * undecodable data or a malformed message: ABORT (``wamp.error.protocol_violation`` with the
   reason), then the WebSocket is closed (1007/1003 for undecodable data, 1002 otherwise);
 * a bad URI in a request: an ERROR (``wamp.error.invalid_uri``) for that request only;
-* a refused request (:class:`~ratchetpy.wamp.WampError` from a handler, unknown subscription,
+* a refused request (:class:`~ratchetpy.WampError` from a handler, unknown subscription,
   procedure taken, ...): an ERROR with the matching standard URI;
 * a handler that raises anything else: ``wamp.error.runtime_error`` to the client, the
   exception to the component's ``on_error``.
@@ -20,25 +22,22 @@ Faults, and who hears of them:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from collections.abc import Callable, Iterable, Mapping
+from types import MappingProxyType
+from typing import Any, ClassVar, cast
 
 from .._version import __version__
 from ..components.base import MaybeAwaitable, MessageComponent, report_error
-from ..components.connection import Connection
-from ..exceptions import EncodeError, InvalidUri, ProtocolViolation, SerializationError, WampError
-from . import _pubsub, _rpc
-from ._flow import run_handler, sequence
-from .broker import Payload, Topic, TopicManager
+from ..components.connection import Connection, Timer
+from ..exceptions import InvalidUri, ProtocolViolation, SerializationError, WampError
+from ._flow import log_failure, run_handler, sequence
+from .broker import Broker
 from .component import WampComponent
-from .connection import WampConnection
-from .dealer import Procedure, cancel_calls_of
+from .dealer import Dealer
 from .messages import (
-    ABORT,
     GOODBYE,
     GOODBYE_AND_OUT,
     HELLO,
-    INVALID_ARGUMENT,
     INVALID_URI,
     NO_SUCH_REALM,
     PROTOCOL_VIOLATION,
@@ -46,6 +45,7 @@ from .messages import (
     RUNTIME_ERROR,
     Abort,
     Call,
+    ClientMessage,
     Error,
     Goodbye,
     Hello,
@@ -59,9 +59,10 @@ from .messages import (
     Yield,
     parse,
 )
+from .realm import Payload, Realm, Topic, WampConnection
 from .serializers import SERIALIZERS, Serializer
 
-__all__ = ["CLOSE_SYSTEM_SHUTDOWN", "Realm", "WampServer"]
+__all__ = ["CLOSE_SYSTEM_SHUTDOWN", "WampServer"]
 
 logger = logging.getLogger("ratchetpy.wamp")
 
@@ -70,25 +71,6 @@ CLOSE_SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
 
 _BROKER_FEATURES = {"publisher_exclusion": True, "subscriber_blackwhite_listing": True}
 _ROUTER_ROLES = {"broker": {"features": _BROKER_FEATURES}, "dealer": {"features": {}}}
-
-
-class Realm:
-    """A WAMP routing namespace: its sessions, topics (:class:`TopicManager`) and procedures.
-
-    Sessions only meet others of their realm: a publication reaches subscribers of the same
-    realm, a call reaches a callee of the same realm.
-    """
-
-    __slots__ = ("name", "procedures", "sessions", "topics")
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.topics = TopicManager(self)
-        self.procedures: dict[str, Procedure] = {}
-        self.sessions: dict[int, WampConnection] = {}
-
-    def __repr__(self) -> str:
-        return f"<Realm {self.name!r}: {len(self.sessions)} sessions>"
 
 
 class WampServer(MessageComponent):
@@ -110,6 +92,8 @@ class WampServer(MessageComponent):
     ``max_pending_calls``
         Calls in flight per callee (default 1000); more are refused
         (``ratchetpy.error.limit_exceeded``) rather than queued without bound.
+
+    Each realm's broker and dealer get these limits when the realm is made.
     """
 
     subprotocol_required = True
@@ -136,20 +120,24 @@ class WampServer(MessageComponent):
                 raise ValueError(f"unknown WAMP serializer {name!r}; known: {list(SERIALIZERS)}")
         self._serializers: dict[str, Serializer] = {name: SERIALIZERS[name] for name in names}
         self.subprotocols = tuple(names)
-        self.realms: dict[str, Realm] = {}
-        self._open_realms = realms is None
-        for name in realms or ():
-            self.realms[name] = Realm(name)
-        self._configured_realms = frozenset(self.realms)
         self.hello_timeout = hello_timeout
         self.max_subscriptions = max_subscriptions
         self.max_registrations = max_registrations
         self.max_pending_calls = max_pending_calls
+        self._realms: dict[str, Realm] = {name: self._new_realm(name) for name in realms or ()}
+        self._open_realms = realms is None
+        self._configured_realms = frozenset(self._realms)
         self._connections: dict[Connection, WampConnection] = {}
+        self._hello_timers: dict[WampConnection, Timer] = {}
         self._sessions: dict[int, WampConnection] = {}
         self._by_user: dict[str, dict[WampConnection, None]] = {}
 
     # -- server-side API -------------------------------------------------------------------
+
+    @property
+    def realms(self) -> Mapping[str, Realm]:
+        """The realms served, by name (read-only; with ``realms=None``, those in use)."""
+        return MappingProxyType(self._realms)
 
     def realm(self, name: str | None = None) -> Realm:
         """The realm ``name``; ``None`` means the first configured realm.
@@ -159,14 +147,14 @@ class WampServer(MessageComponent):
         not served.
         """
         if name is None:
-            if not self.realms:
+            if not self._realms:
                 raise ValueError("no realm configured: name the realm")
-            return next(iter(self.realms.values()))
-        realm = self.realms.get(name)
+            return next(iter(self._realms.values()))
+        realm = self._realms.get(name)
         if realm is None:
             if not self._open_realms:
-                raise ValueError(f"no realm {name!r}; realms: {list(self.realms)}")
-            realm = Realm(name)  # kept from the first WELCOME in it
+                raise ValueError(f"no realm {name!r}; realms: {list(self._realms)}")
+            realm = self._new_realm(name)  # kept from the first WELCOME in it
         return realm
 
     def publish(
@@ -188,16 +176,9 @@ class WampServer(MessageComponent):
         Goes straight to the subscribers, not through ``on_publish``: that handler vets what
         clients publish, and the server speaks with its own authority. Not a checkpoint.
         """
-        found = self.realm(realm).topics.get(topic)
-        if found is None:
-            return 0
         payload = Payload(list(args or []), dict(kwargs or {}), publication_id)
-        return found.broadcast(
-            payload,
-            exclude,
-            eligible,
-            exclude_authid=exclude_authid,
-            eligible_authid=eligible_authid,
+        return self.realm(realm).topics.broadcast(
+            topic, payload, exclude, eligible, exclude_authid, eligible_authid
         )
 
     def connections_of(self, authid: str) -> tuple[WampConnection, ...]:
@@ -216,12 +197,7 @@ class WampServer(MessageComponent):
         if serializer is None:  # WsServer refuses these at the handshake; be safe anyway
             conn.close(1002, "no WAMP subprotocol negotiated")
             return None
-        session = WampConnection(self, conn, serializer)
-        self._connections[conn] = session
-        if self.hello_timeout:
-            session._hello_timer = conn.call_later(
-                self.hello_timeout, lambda: self._hello_missing(session)
-            )
+        self._await_hello(WampConnection(conn, serializer))
         return None
 
     def on_message(self, conn: Connection, msg: Any) -> MaybeAwaitable:
@@ -229,29 +205,28 @@ class WampServer(MessageComponent):
         if session is None or session.closed:
             return None
         try:
-            message = parse(session._serializer.decode(msg))
+            message = parse(session.serializer.decode(msg))
         except SerializationError as exc:
-            self._abort(session, PROTOCOL_VIOLATION, str(exc), close_code=exc.close_code)
+            session.abort(PROTOCOL_VIOLATION, str(exc), close_code=exc.close_code)
             return None
         except InvalidUri as exc:
             self._invalid_uri(session, exc, msg)
             return None
         except ProtocolViolation as exc:
-            self._abort(session, PROTOCOL_VIOLATION, str(exc))
+            session.abort(PROTOCOL_VIOLATION, str(exc))
             return None
         if session.session_id is None:
             if type(message) is Hello:
                 return self._hello(session, message)
             if type(message) is Abort:
-                session._ws.close()
+                session.websocket.close()
                 return None
-            self._abort(
-                session, PROTOCOL_VIOLATION, f"expected HELLO, got {type(message).__name__.upper()}"
-            )
+            expected = f"expected HELLO, got {type(message).__name__.upper()}"
+            session.abort(PROTOCOL_VIOLATION, expected)
             return None
         handler = self._HANDLERS.get(type(message))
         if handler is None:  # HELLO again
-            self._abort(session, PROTOCOL_VIOLATION, "HELLO received in an established session")
+            session.abort(PROTOCOL_VIOLATION, "HELLO received in an established session")
             return None
         return handler(self, session, message)
 
@@ -259,8 +234,7 @@ class WampServer(MessageComponent):
         session = self._connections.pop(conn, None)
         if session is None:
             return None
-        if session._hello_timer is not None:
-            session._hello_timer.cancel()
+        self._stop_waiting_for_hello(session)
         return self._leave(session)
 
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
@@ -271,18 +245,44 @@ class WampServer(MessageComponent):
             return None
         return report_error(self.component, session, exc)
 
-    def on_shutdown(
-        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
-    ) -> None:
+    def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
         """Say GOODBYE (``wamp.close.system_shutdown``) before the WebSocket closes."""
         session = self._connections.get(conn)
         if session is not None:
-            session._goodbye(CLOSE_SYSTEM_SHUTDOWN, reason)
+            session.goodbye(CLOSE_SYSTEM_SHUTDOWN, reason)
         conn.close(code, reason)
 
     # -- session lifecycle -------------------------------------------------------------------
 
+    def _new_realm(self, name: str) -> Realm:
+        def broker(realm: Realm) -> Broker:
+            return Broker(realm, self.component, max_subscriptions=self.max_subscriptions)
+
+        def dealer(realm: Realm) -> Dealer:
+            return Dealer(
+                realm,
+                self.component,
+                max_registrations=self.max_registrations,
+                max_pending_calls=self.max_pending_calls,
+            )
+
+        return Realm(name, broker, dealer)
+
+    def _await_hello(self, session: WampConnection) -> None:
+        """``session`` is the one on its WebSocket now; it has ``hello_timeout`` to join."""
+        ws = session.websocket
+        self._connections[ws] = session
+        if self.hello_timeout:
+            timer = ws.call_later(self.hello_timeout, lambda: self._hello_missing(session))
+            self._hello_timers[session] = timer
+
+    def _stop_waiting_for_hello(self, session: WampConnection) -> None:
+        timer = self._hello_timers.pop(session, None)
+        if timer is not None:
+            timer.cancel()
+
     def _hello_missing(self, session: WampConnection) -> None:
+        self._hello_timers.pop(session, None)
         if session.session_id is None and session.realm is None and not session.closed:
             logger.info(
                 "connection #%s from %s sent no HELLO within %g s; closing",
@@ -290,182 +290,112 @@ class WampServer(MessageComponent):
                 session.remote_address,
                 self.hello_timeout,
             )
-            session._ws.close(1008, "no WAMP HELLO in time")
+            session.websocket.close(1008, "no WAMP HELLO in time")
 
     def _hello(self, session: WampConnection, hello: Hello) -> MaybeAwaitable:
         if session.realm is not None:  # on_open of an earlier HELLO still runs
-            self._abort(session, PROTOCOL_VIOLATION, "HELLO sent twice")
+            session.abort(PROTOCOL_VIOLATION, "HELLO sent twice")
             return None
         try:
             realm = self.realm(hello.realm)
         except ValueError:
-            known = ", ".join(self.realms)
-            self._abort(session, NO_SUCH_REALM, f"no realm {hello.realm!r} here (realms: {known})")
+            known = ", ".join(self._realms)
+            session.abort(NO_SUCH_REALM, f"no realm {hello.realm!r} here (realms: {known})")
             return None
-        if session._hello_timer is not None:
-            session._hello_timer.cancel()
-            session._hello_timer = None
-        session.realm = realm
-        session.roles = hello.details["roles"]
-        session.session_id = IdGenerator.random(self._sessions)
+        self._stop_waiting_for_hello(session)
+        session.join(realm, IdGenerator.random(self._sessions), hello.details["roles"])
 
         def done(exc: Exception | None) -> MaybeAwaitable:
             if exc is None and not session.closed:
                 self._welcome(session)
                 return None
             # Refused, failed or gone: this session never starts, whatever happens next.
-            session.session_id = None
-            session.realm = None
+            session.leave()
             if isinstance(exc, WampError):
                 logger.info("session from %s refused by on_open: %s", session.remote_address, exc)
-                self._abort(session, exc.error, str(exc.error_args[0]) if exc.error_args else "")
+                session.abort(exc.error, str(exc.error_args[0]) if exc.error_args else "")
             elif exc is not None:
-                self._abort(session, RUNTIME_ERROR, "internal error")
+                session.abort(RUNTIME_ERROR, "internal error")
                 return report_error(self.component, session, exc)
             return None
 
         return run_handler(self.component.on_open, (session,), done)
 
     def _welcome(self, session: WampConnection) -> None:
-        assert session.session_id is not None and session.realm is not None
+        realm, session_id = session.realm, session.session_id
+        assert realm is not None and session_id is not None
         # An open realm is kept while someone is in it (another session may have made it
         # first while this one's on_open ran).
-        session.realm = self.realms.setdefault(session.realm.name, session.realm)
-        self._sessions[session.session_id] = session
-        session.realm.sessions[session.session_id] = session
-        if session.authid is not None:
-            self._by_user.setdefault(session.authid, {})[session] = None
+        kept = self._realms.setdefault(realm.name, realm)
+        if kept is not realm:
+            session.move_to(kept)
+        self._sessions[session_id] = session
+        kept.add(session)
+        authid = session.authid
+        if authid is not None:
+            self._by_user.setdefault(authid, {})[session] = None
         details: dict[str, Any] = {
             "roles": _ROUTER_ROLES,
-            "realm": session.realm.name,
-            "authrole": "user" if session.authid is not None else "anonymous",
-            "authmethod": "anonymous" if session.authid is None else "http",
+            "realm": kept.name,
+            "authrole": "user" if authid is not None else "anonymous",
+            "authmethod": "anonymous" if authid is None else "http",
             "agent": self.agent,
         }
-        if session.authid is not None:
-            details["authid"] = session.authid
-        session._send_message(Welcome(session.session_id, details).to_list())
+        if authid is not None:
+            details["authid"] = authid
+        session.send_message(Welcome(session_id, details).to_list())
         logger.info(
             "WAMP session %s joined %r from %s (connection #%s%s)",
-            session.session_id,
-            session.realm.name,
+            session_id,
+            kept.name,
             session.remote_address,
             session.resource_id,
-            f", user {session.authid}" if session.authid else "",
+            f", user {authid}" if authid else "",
         )
-
-    def _abort(
-        self, session: WampConnection, reason: str, message: str, *, close_code: int = 1002
-    ) -> None:
-        """Refuse or end the session with an ABORT and close the WebSocket."""
-        if reason == PROTOCOL_VIOLATION:
-            logger.info(
-                "connection #%s from %s broke the WAMP protocol: %s",
-                session.resource_id,
-                session.remote_address,
-                message,
-            )
-        else:
-            close_code = 1000
-        if not session.closed:
-            details = {"message": message} if message else {}
-            session._send_message([ABORT, details, reason])
-            session._ws.close(close_code, _close_reason(reason))
 
     def _leave(self, session: WampConnection) -> MaybeAwaitable:
         """End a joined session: unsubscribe, unregister, settle calls, ``on_close``."""
-        session_id = session.session_id
-        realm = session.realm
+        session_id, realm = session.session_id, session.realm
         if session_id is None or realm is None or self._sessions.get(session_id) is not session:
             return None
         del self._sessions[session_id]
-        realm.sessions.pop(session_id, None)
+        realm.remove(session)
         if session.authid is not None:
             same_user = self._by_user.get(session.authid)
             if same_user is not None:
                 same_user.pop(session, None)
                 if not same_user:
                     del self._by_user[session.authid]
-        for procedure in session._registrations.values():
-            realm.procedures.pop(procedure.id, None)
-            procedure.callee = None
-        session._registrations.clear()
-        cancel_calls_of(session)
-        topics = list(session._subscriptions.values())
-        session._subscriptions.clear()
-        for topic in topics:
-            realm.topics.discard(topic, session)
+        topics = _broker(realm).remove(session)
+        _dealer(realm).remove(session)
         if (
             self._open_realms
             and not realm.sessions
             and realm.name not in self._configured_realms
-            and self.realms.get(realm.name) is realm
+            and self._realms.get(realm.name) is realm
         ):
-            del self.realms[realm.name]  # memory follows the realms in use
+            del self._realms[realm.name]  # memory follows the realms in use
         component = self.component
+        log_only = log_failure(component, session)
 
         def unsubscribed(topic: Topic) -> Callable[[], MaybeAwaitable]:
-            return lambda: run_handler(
-                component.on_unsubscribe, (session, topic), self._log_only(session)
-            )
+            return lambda: run_handler(component.on_unsubscribe, (session, topic), log_only)
 
         def closed() -> MaybeAwaitable:
-            log_only = self._log_only(session)
-
             def done(exc: Exception | None) -> MaybeAwaitable:
-                # Only now: on_close still sees which session ended.
-                session.session_id = None
-                session.realm = None
+                session.leave()  # only now: on_close still sees which session ended
                 return log_only(exc)
 
             return run_handler(component.on_close, (session,), done)
 
         return sequence([*(unsubscribed(topic) for topic in topics), closed])
 
-    def _log_only(self, session: WampConnection) -> Callable[[Exception | None], MaybeAwaitable]:
-        def done(exc: Exception | None) -> MaybeAwaitable:
-            return None if exc is None else report_error(self.component, session, exc)
-
-        return done
-
     # -- requests ----------------------------------------------------------------------------
-
-    def _answer_failure(
-        self,
-        session: WampConnection,
-        request_type: int,
-        request_id: int,
-        exc: Exception,
-        *,
-        reply: bool = True,
-    ) -> MaybeAwaitable:
-        """A handler refused (WampError) or failed (anything else): tell the client if it
-        waits for an answer, and the component's on_error if it was a failure."""
-        if isinstance(exc, WampError):
-            logger.debug(
-                "request %d of session %s refused: %s", request_id, session.session_id, exc
-            )
-            if reply:
-                try:
-                    session.send_error(
-                        request_type, request_id, exc.error, exc.error_args, exc.error_kwargs
-                    )
-                except EncodeError as bad:
-                    logger.warning("WampError arguments cannot be sent (%s); sent without", bad)
-                    session.send_error(request_type, request_id, exc.error)
-            return None
-        if isinstance(exc, EncodeError):
-            if reply:
-                session.send_error(request_type, request_id, INVALID_ARGUMENT, [str(exc)])
-            return None
-        if reply:
-            session.send_error(request_type, request_id, RUNTIME_ERROR, ["internal error"])
-        return report_error(self.component, session, exc)
 
     def _invalid_uri(self, session: WampConnection, exc: InvalidUri, raw: Any) -> None:
         if session.session_id is None or exc.request_type == HELLO or exc.request_id is None:
             reason = INVALID_URI if exc.request_type == HELLO else PROTOCOL_VIOLATION
-            self._abort(session, reason, str(exc))
+            session.abort(reason, str(exc))
             return
         if exc.request_type == PUBLISH and not _acknowledged(session, raw):
             logger.info("session %s published to an invalid URI: %s", session.session_id, exc)
@@ -473,49 +403,78 @@ class WampServer(MessageComponent):
         session.send_error(exc.request_type, exc.request_id, INVALID_URI, [str(exc)])
 
     def _goodbye(self, session: WampConnection, message: Goodbye) -> MaybeAwaitable:
-        session._send_message([GOODBYE, {}, GOODBYE_AND_OUT])
+        session.send_message([GOODBYE, {}, GOODBYE_AND_OUT])
         logger.info("WAMP session %s left: %s", session.session_id, message.reason)
         # The connection may stay for a new session (a new HELLO): that is a new
         # WampConnection, so that nothing held from this session (an open call's id, a
         # reference kept by the component) can reach the next one.
-        ws = session._ws
+        ws = session.websocket
         if self._connections.get(ws) is session:
-            self._connections[ws] = fresh = WampConnection(self, ws, session._serializer)
-            if self.hello_timeout:
-                fresh._hello_timer = ws.call_later(
-                    self.hello_timeout, lambda: self._hello_missing(fresh)
-                )
+            self._await_hello(WampConnection(ws, session.serializer))
         return self._leave(session)
 
     def _client_abort(self, session: WampConnection, message: Abort) -> MaybeAwaitable:
         logger.info("WAMP session %s aborted by the client: %s", session.session_id, message.reason)
-        session._ws.close()
+        session.websocket.close()
         return self._leave(session)
 
-    _HANDLERS: ClassVar[dict[type, Callable[..., MaybeAwaitable]]] = {
-        Subscribe: _pubsub.subscribe,
-        Unsubscribe: _pubsub.unsubscribe,
-        Publish: _pubsub.publish,
-        Register: _rpc.register,
-        Unregister: _rpc.unregister,
-        Call: _rpc.call,
-        Yield: _rpc.yield_result,
-        Error: _rpc.callee_error,
+    def _subscribe(self, session: WampConnection, message: Subscribe) -> MaybeAwaitable:
+        return _broker(session.realm).subscribe(session, message)
+
+    def _unsubscribe(self, session: WampConnection, message: Unsubscribe) -> MaybeAwaitable:
+        return _broker(session.realm).unsubscribe(session, message)
+
+    def _publish(self, session: WampConnection, message: Publish) -> MaybeAwaitable:
+        return _broker(session.realm).publish(session, message)
+
+    def _register(self, session: WampConnection, message: Register) -> MaybeAwaitable:
+        return _dealer(session.realm).register(session, message)
+
+    def _unregister(self, session: WampConnection, message: Unregister) -> MaybeAwaitable:
+        _dealer(session.realm).unregister(session, message)
+        return None
+
+    def _call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
+        return _dealer(session.realm).call(session, message)
+
+    def _yield(self, session: WampConnection, message: Yield) -> MaybeAwaitable:
+        _dealer(session.realm).yield_result(session, message)
+        return None
+
+    def _callee_error(self, session: WampConnection, message: Error) -> MaybeAwaitable:
+        _dealer(session.realm).callee_error(session, message)
+        return None
+
+    _HANDLERS: ClassVar[dict[type[ClientMessage], Callable[..., MaybeAwaitable]]] = {
+        Subscribe: _subscribe,
+        Unsubscribe: _unsubscribe,
+        Publish: _publish,
+        Register: _register,
+        Unregister: _unregister,
+        Call: _call,
+        Yield: _yield,
+        Error: _callee_error,
         Goodbye: _goodbye,
         Abort: _client_abort,
     }
 
 
-def _close_reason(text: str) -> str:
-    """``text`` cut to the 123 UTF-8 bytes a close frame's reason may hold."""
-    data = text.encode("utf-8")
-    return text if len(data) <= 123 else data[:123].decode("utf-8", "ignore")
+def _broker(realm: Realm | None) -> Broker:
+    # Every realm is made by _new_realm, with a Broker as its TopicManager.
+    assert realm is not None
+    return cast(Broker, realm.topics)
+
+
+def _dealer(realm: Realm | None) -> Dealer:
+    # ... and a Dealer as its ProcedureManager.
+    assert realm is not None
+    return cast(Dealer, realm.procedures)
 
 
 def _acknowledged(session: WampConnection, raw: Any) -> bool:
     """Whether a PUBLISH that failed to parse asked for an acknowledgement."""
     try:
-        options = session._serializer.decode(raw)[2]
+        options = session.serializer.decode(raw)[2]
     except Exception:
         return False
     return isinstance(options, dict) and options.get("acknowledge") is True
