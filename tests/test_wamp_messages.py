@@ -17,16 +17,26 @@ from ratchetpy.exceptions import (
     SerializationError,
 )
 from ratchetpy.wamp.messages import (
+    ABORT,
     CALL,
     ERROR,
+    EVENT,
+    GOODBYE,
     HELLO,
     INVALID_URI,
     INVOCATION,
     MAX_ID,
     PROTOCOL_VIOLATION,
     PUBLISH,
+    PUBLISHED,
     REGISTER,
+    REGISTERED,
+    RESULT,
     SUBSCRIBE,
+    SUBSCRIBED,
+    UNREGISTERED,
+    UNSUBSCRIBED,
+    WELCOME,
     Abort,
     Call,
     Error,
@@ -51,6 +61,7 @@ from ratchetpy.wamp.messages import (
     Yield,
     is_valid_uri,
     parse,
+    parse_router_message,
     to_list,
 )
 from ratchetpy.wamp.serializers import SERIALIZERS, JsonSerializer, MsgpackSerializer, Serializer
@@ -445,3 +456,61 @@ def test_global_scope_ids_are_random_in_range_and_avoid_live_ones(
     monkeypatch.setattr("secrets.randbelow", lambda n: next(draws))
     assert IdGenerator.random({5, 1}) == MAX_ID
     assert IdGenerator.random() == 10
+
+
+# -- what a router sends (read by ratchetpy.client) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ([WELCOME, 5, {"roles": {}}], Welcome(5, {"roles": {}})),
+        ([PUBLISHED, 1, 2], Published(1, 2)),
+        ([SUBSCRIBED, 1, 2], Subscribed(1, 2)),
+        ([UNSUBSCRIBED, 1], Unsubscribed(1)),
+        ([EVENT, 1, 2, {}], Event(1, 2, {})),
+        ([EVENT, 1, 2, {}, ["a"], {"k": 1}], Event(1, 2, {}, ["a"], {"k": 1})),
+        ([RESULT, 1, {}, [3]], Result(1, {}, [3])),
+        ([REGISTERED, 1, 9], Registered(1, 9)),
+        ([UNREGISTERED, 1], Unregistered(1)),
+        ([INVOCATION, 1, 9, {}, [1, 2]], Invocation(1, 9, {}, [1, 2])),
+        (
+            [ERROR, CALL, 1, {}, "wamp.error.no_such_procedure"],
+            Error(CALL, 1, {}, "wamp.error.no_such_procedure"),
+        ),
+        ([ABORT, {}, "wamp.error.no_such_realm"], Abort({}, "wamp.error.no_such_realm")),
+        ([GOODBYE, {}, "wamp.close.system_shutdown"], Goodbye({}, "wamp.close.system_shutdown")),
+    ],
+)
+def test_parse_router_message_accepts(raw: list[Any], expected: Message) -> None:
+    assert parse_router_message(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ([SUBSCRIBED, 1, 0], r"Subscription must be an int in \[1, 2\*\*53\]"),
+        ([EVENT, 1, MAX_ID + 1, {}], "Publication must be an int"),
+        ([EVENT, "1", 2, {}], "Subscription must be an int"),
+        ([RESULT, 1, {}, "not a list"], "Arguments must be a list"),
+        ([ERROR, INVOCATION, 1, {}, "wamp.error.x"], "a router answers SUBSCRIBE"),
+        ([ERROR, CALL, 1, {}, "not a uri "], "not a valid URI"),
+        ([WELCOME, 1, {}, "extra"], "WELCOME must have 3 elements"),
+        ([HELLO, "realm1", {}], "sent by clients, not routers"),
+        ([99, 1], "unknown or unsupported message type"),
+        ([], "must not be empty"),
+    ],
+)
+def test_parse_router_message_rejects(raw: object, match: str) -> None:
+    with pytest.raises(ProtocolViolation, match=match):
+        parse_router_message(raw)
+
+
+@pytest.mark.parametrize("bad_id", [0, -1, MAX_ID + 1, True, 1.0, "1"])
+def test_both_directions_apply_one_rule_for_ids(bad_id: object) -> None:
+    # The router's parse() and the client's parse_router_message() share their validators,
+    # so an id the router refuses from a client is one the client refuses from a router.
+    with pytest.raises(ProtocolViolation, match=r"must be an int in \[1, 2\*\*53\]"):
+        parse([SUBSCRIBE, bad_id, {}, "t"])
+    with pytest.raises(ProtocolViolation, match=r"must be an int in \[1, 2\*\*53\]"):
+        parse_router_message([SUBSCRIBED, bad_id, 1])

@@ -1,20 +1,20 @@
-"""What a client session hands out (:class:`CallResult`, :class:`Subscription`,
-:class:`Registration`) and the checks it applies to the router's messages, which are not
-trusted any more than a client's are by the router."""
+"""What a client session hands out: :class:`CallResult`, :class:`Subscription` and
+:class:`Registration`. A subscription owns the queue of events waiting for its handler."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from typing import Any
 
 import trio
 
-from ..wamp.messages import MAX_ID, is_valid_uri
-
-if TYPE_CHECKING:
-    from ._session import Session
+from ..wamp.messages import is_valid_uri
 
 __all__ = ["CallResult", "Registration", "Subscription"]
+
+#: A subscription's queued events: ``(args, kwargs)`` of each.
+EventQueue = trio.MemorySendChannel[tuple[list[Any], dict[str, Any]]]
 
 
 class CallResult:
@@ -41,21 +41,13 @@ class CallResult:
     def __repr__(self) -> str:
         return f"CallResult(args={self.args!r}, kwargs={self.kwargs!r})"
 
-
-class _Malformed(Exception):
-    """The router sent something that is not a WAMP message a client can receive."""
-
-
-class _Pending:
-    """A request waiting for its answer (or its ERROR)."""
-
-    __slots__ = ("answer", "error", "event", "request_type")
-
-    def __init__(self, request_type: int) -> None:
-        self.request_type = request_type
-        self.event = trio.Event()
-        self.answer: list[Any] = []
-        self.error: BaseException | None = None
+    @staticmethod
+    def of(args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """What :meth:`Session.call` returns for a RESULT with ``args`` and ``kwargs``: nothing,
+        the one value, or a :class:`CallResult` of all of them."""
+        if kwargs or len(args) > 1:
+            return CallResult(*args, **kwargs)
+        return args[0] if args else None
 
 
 class Subscription:
@@ -63,17 +55,17 @@ class Subscription:
 
     def __init__(
         self,
-        session: Session,
         topic: str,
         subscription_id: int,
         handler: Callable[..., Any],
-        events: trio.MemorySendChannel[tuple[list[Any], dict[str, Any]]],
+        events: EventQueue,
+        end: Callable[[Subscription], Awaitable[None]],
     ) -> None:
-        self.session = session
         self.topic = topic
         self.id = subscription_id
         self.handler = handler
         self._events = events
+        self._end = end
 
     def __repr__(self) -> str:
         return f"<Subscription {self.id} to {self.topic!r}>"
@@ -81,66 +73,49 @@ class Subscription:
     async def unsubscribe(self) -> None:
         """Stop calling the handler (events already queued are still handled) and, if it was
         the session's last handler for the topic, tell the router. A checkpoint; raises
-        :class:`WampRequestError` if the router refuses, SessionClosed if the session is gone.
+        :class:`~ratchetpy.WampRequestError` if the router refuses,
+        :class:`~ratchetpy.SessionClosed` if the session is gone.
         """
-        await self.session._unsubscribe(self)
+        await self._end(self)
+
+    async def deliver(self, args: list[Any], kwargs: dict[str, Any]) -> None:
+        """Queue an event for the handler; waits while the handler is behind. An event for a
+        subscription that ended (unsubscribed, or its handler failed) is dropped."""
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._events.send((args, kwargs))
+
+    def stop(self) -> None:
+        """No more events: the handler's task handles what is queued, then ends."""
+        self._events.close()
 
 
 class Registration:
     """``procedure`` served by ``function`` (``id`` is the router's registration id)."""
 
     def __init__(
-        self, session: Session, procedure: str, registration_id: int, function: Callable[..., Any]
+        self,
+        procedure: str,
+        registration_id: int,
+        function: Callable[..., Any],
+        end: Callable[[Registration], Awaitable[None]],
     ) -> None:
-        self.session = session
         self.procedure = procedure
         self.id = registration_id
         self.function = function
+        self._end = end
 
     def __repr__(self) -> str:
         return f"<Registration {self.id} of {self.procedure!r}>"
 
     async def unregister(self) -> None:
-        """Stop serving the procedure. A checkpoint; raises :class:`WampRequestError` if the
-        router refuses, SessionClosed if the session is gone."""
-        await self.session._unregister(self)
+        """Stop serving the procedure. A checkpoint; raises
+        :class:`~ratchetpy.WampRequestError` if the router refuses,
+        :class:`~ratchetpy.SessionClosed` if the session is gone."""
+        await self._end(self)
 
 
-def _uri(value: object, what: str) -> str:
-    if not is_valid_uri(value):
+def checked_uri(value: object, what: str) -> str:
+    """``value`` if it is a WAMP URI (by the router's rule), else ValueError naming ``what``."""
+    if not isinstance(value, str) or not is_valid_uri(value):
         raise ValueError(f"{what} must be a WAMP URI (dot-separated words), not {value!r}")
-    assert isinstance(value, str)
     return value
-
-
-def _tail(head: list[Any], args: Iterable[Any], kwargs: Mapping[str, Any]) -> list[Any]:
-    args = list(args)
-    if kwargs:
-        return [*head, args, dict(kwargs)]
-    return [*head, args] if args else head
-
-
-def _check(message: list[Any], name: str, fixed: int, optional: int = 0) -> None:
-    if not fixed <= len(message) <= fixed + optional:
-        raise _Malformed(f"{name} with {len(message)} elements")
-
-
-def _id(message: list[Any], i: int, name: str) -> int:
-    value = message[i]
-    if type(value) is not int or not 0 <= value <= MAX_ID:
-        raise _Malformed(f"{name} element {i} is not an id: {value!r:.40}")
-    return value
-
-
-def _payload(message: list[Any], start: int, name: str) -> tuple[list[Any], dict[str, Any]]:
-    args = message[start] if len(message) > start else []
-    kwargs = message[start + 1] if len(message) > start + 1 else {}
-    if type(args) is not list or type(kwargs) is not dict:
-        raise _Malformed(f"{name} with arguments that are not a list and a dict")
-    return args, kwargs
-
-
-def _result(args: list[Any], kwargs: dict[str, Any]) -> Any:
-    if kwargs or len(args) > 1:
-        return CallResult(*args, **kwargs)
-    return args[0] if args else None

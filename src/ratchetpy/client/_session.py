@@ -20,13 +20,14 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager, suppress
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from ..exceptions import (
     ConnectionClosed,
     EncodeError,
+    ProtocolViolation,
     SerializationError,
     SessionClosed,
     WampCallError,
@@ -34,48 +35,41 @@ from ..exceptions import (
     WampRequestError,
 )
 from ..wamp.messages import (
-    ABORT,
     CALL,
     CLOSE_NORMAL,
-    ERROR,
-    EVENT,
-    GOODBYE,
     GOODBYE_AND_OUT,
-    HELLO,
     INVALID_ARGUMENT,
     INVOCATION,
     NO_SUCH_REGISTRATION,
     PROTOCOL_VIOLATION,
-    PUBLISH,
-    PUBLISHED,
-    REGISTER,
-    REGISTERED,
-    RESULT,
     RUNTIME_ERROR,
-    SUBSCRIBE,
-    SUBSCRIBED,
-    UNREGISTER,
-    UNREGISTERED,
-    UNSUBSCRIBE,
-    UNSUBSCRIBED,
-    WELCOME,
-    YIELD,
+    Abort,
+    Call,
+    Error,
+    Event,
+    Goodbye,
+    Hello,
     IdGenerator,
+    Invocation,
+    Message,
+    Publish,
+    Published,
+    Register,
+    Registered,
+    Result,
+    RouterMessage,
+    Subscribe,
+    Subscribed,
+    Unregister,
+    Unregistered,
+    Unsubscribe,
+    Unsubscribed,
+    Welcome,
+    Yield,
+    parse_router_message,
 )
 from ..wamp.serializers import JsonSerializer, MsgpackSerializer, Serializer
-from ._parts import (
-    CallResult,
-    Registration,
-    Subscription,
-    _check,
-    _id,
-    _Malformed,
-    _payload,
-    _Pending,
-    _result,
-    _tail,
-    _uri,
-)
+from ._parts import CallResult, Registration, Subscription, checked_uri
 from ._ws import WebSocket, connect
 
 __all__ = ["CallResult", "Registration", "Session", "Subscription", "open_session"]
@@ -88,14 +82,25 @@ _ROLES = {
     "caller": {"features": {}},
     "callee": {"features": {}},
 }
-_ANSWERS = {
-    SUBSCRIBE: SUBSCRIBED,
-    UNSUBSCRIBE: UNSUBSCRIBED,
-    PUBLISH: PUBLISHED,
-    REGISTER: REGISTERED,
-    UNREGISTER: UNREGISTERED,
-    CALL: RESULT,
-}
+
+#: The answer a request waits for (an ERROR for the same request refuses it).
+_Answer = Published | Subscribed | Unsubscribed | Registered | Unregistered | Result
+_Request = Publish | Subscribe | Unsubscribe | Register | Unregister | Call
+AnswerT = TypeVar("AnswerT", Published, Subscribed, Unsubscribed, Registered, Unregistered, Result)
+_ANSWER_TYPES = frozenset({Published, Subscribed, Unsubscribed, Registered, Unregistered, Result})
+
+
+class _Pending:
+    """A request waiting for its answer (or its ERROR)."""
+
+    __slots__ = ("answer", "answer_type", "error", "event", "request_type")
+
+    def __init__(self, request_type: int, answer_type: type[_Answer]) -> None:
+        self.request_type = request_type
+        self.answer_type = answer_type
+        self.event = trio.Event()
+        self.answer: _Answer | None = None
+        self.error: BaseException | None = None
 
 
 class Session:
@@ -104,12 +109,16 @@ class Session:
     ``session_id``, ``realm``, ``authid`` (the user the router knows this session as, or
     ``None``) and ``details`` (the router's WELCOME details) describe it.
 
-    Every method is a checkpoint. A method raises :class:`SessionClosed` when the session is
-    gone, :class:`WampRequestError` (:class:`WampCallError` for calls) when the router
-    answers with ERROR, ValueError for an invalid URI, and
-    :class:`~ratchetpy.wamp.EncodeError` for arguments the serializer cannot carry.
-    Cancelling a method abandons its request: a late answer is ignored (WAMP's Basic Profile
-    has no way to cancel it at the router).
+    Every method is a checkpoint. A method raises :class:`~ratchetpy.SessionClosed` when the
+    session is gone, :class:`~ratchetpy.WampRequestError` (:class:`~ratchetpy.WampCallError`
+    for calls) when the router answers with ERROR, ValueError for an invalid URI, and
+    :class:`~ratchetpy.EncodeError` for arguments the serializer cannot carry. Cancelling a
+    method abandons its request: a late answer is ignored (WAMP's Basic Profile has no way to
+    cancel it at the router).
+
+    What the router sends is read through :func:`ratchetpy.wamp.messages.parse_router_message`,
+    by the rules the router applies to clients; a router that breaks them gets an ABORT
+    (``wamp.error.protocol_violation``) and the session ends.
     """
 
     def __init__(self, ws: WebSocket, serializer: Serializer, realm: str, max_queue: int) -> None:
@@ -159,14 +168,13 @@ class Session:
         opts = dict(options or {})
         if acknowledge:
             opts["acknowledge"] = True
-        message = _tail([PUBLISH, self._ids.next(), opts, _uri(topic, "topic")], args, kwargs)
+        uri = checked_uri(topic, "topic")
+        message = Publish(self._ids.next(), opts, uri, list(args), kwargs)
         if not acknowledge:
             self._check_open()
             await self._send(message)
             return None
-        answer = await self._request(message)
-        _check(answer, "PUBLISHED", 3)
-        return _id(answer, 2, "PUBLISHED")
+        return (await self._request(message, Published)).publication_id
 
     async def subscribe(self, topic: str, handler: Callable[..., Any]) -> Subscription:
         """Call ``handler(*args, **kwargs)`` (plain or ``async def``) for each event on
@@ -177,14 +185,12 @@ class Session:
         that awaits :meth:`call` must keep up. If the handler raises, the session ends and
         ``async with open_session(...)`` raises that exception.
         """
-        message = [SUBSCRIBE, self._ids.next(), {}, _uri(topic, "topic")]
-        answer = await self._request(message)
-        _check(answer, "SUBSCRIBED", 3)
-        subscription_id = _id(answer, 2, "SUBSCRIBED")
+        message = Subscribe(self._ids.next(), {}, checked_uri(topic, "topic"))
+        subscription_id = (await self._request(message, Subscribed)).subscription_id
         # Confirmed while the session was leaving: no task could run the handler any more.
         self._check_open()
         send, receive = trio.open_memory_channel[tuple[list[Any], dict[str, Any]]](self._max_queue)
-        subscription = Subscription(self, topic, subscription_id, handler, send)
+        subscription = Subscription(topic, subscription_id, handler, send, self._unsubscribe)
         self._subscriptions.setdefault(subscription_id, []).append(subscription)
         assert self._nursery is not None
         self._nursery.start_soon(self._deliver, subscription, receive)
@@ -195,14 +201,13 @@ class Session:
         each call in its own task of the session.
 
         Its return value is the result (``None``: no value; a :class:`CallResult`: several).
-        Raising :class:`~ratchetpy.wamp.WampError` (or :class:`WampCallError`) answers the
-        caller with that error; any other exception is logged on ``ratchetpy.client`` and the
-        caller gets ``wamp.error.runtime_error`` without its details. The session goes on.
+        Raising :class:`~ratchetpy.WampError` (or :class:`~ratchetpy.WampCallError`) answers
+        the caller with that error; any other exception is logged on ``ratchetpy.client`` and
+        the caller gets ``wamp.error.runtime_error`` without its details. The session goes on.
         """
-        message = [REGISTER, self._ids.next(), {}, _uri(procedure, "procedure")]
-        answer = await self._request(message)
-        _check(answer, "REGISTERED", 3)
-        registration = Registration(self, procedure, _id(answer, 2, "REGISTERED"), function)
+        message = Register(self._ids.next(), {}, checked_uri(procedure, "procedure"))
+        registration_id = (await self._request(message, Registered)).registration_id
+        registration = Registration(procedure, registration_id, function, self._unregister)
         self._registrations[registration.id] = registration
         return registration
 
@@ -210,13 +215,14 @@ class Session:
         self, procedure: str, *args: Any, options: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> Any:
         """Call ``procedure`` and return its result: ``None`` for no value, the value for one
-        positional value, else a :class:`CallResult`. Raises :class:`WampCallError` when the
-        callee or the router answers with an error (``wamp.error.no_such_procedure``, ...).
-        Bound how long to wait with a trio cancel scope (``with trio.fail_after(5):``)."""
-        head = [CALL, self._ids.next(), dict(options or {}), _uri(procedure, "procedure")]
-        answer = await self._request(_tail(head, args, kwargs))
-        _check(answer, "RESULT", 3, 2)
-        return _result(*_payload(answer, 3, "RESULT"))
+        positional value, else a :class:`CallResult`. Raises
+        :class:`~ratchetpy.WampCallError` when the callee or the router answers with an error
+        (``wamp.error.no_such_procedure``, ...). Bound how long to wait with a trio cancel
+        scope (``with trio.fail_after(5):``)."""
+        uri = checked_uri(procedure, "procedure")
+        message = Call(self._ids.next(), dict(options or {}), uri, list(args), kwargs)
+        result = await self._request(message, Result)
+        return CallResult.of(result.args, result.kwargs)
 
     # -- internals: requests -----------------------------------------------------------------
 
@@ -224,8 +230,8 @@ class Session:
         if self._state != "open":
             raise SessionClosed(f"the WAMP session is {self._state}", uri=None, code=1000)
 
-    async def _send(self, message: list[Any]) -> None:
-        data = self._serializer.encode(message)  # EncodeError: the caller's values
+    async def _send(self, message: Message) -> None:
+        data = self._serializer.encode(message.to_list())  # EncodeError: the caller's values
         try:
             await self._ws.send(data)
         except ConnectionClosed as exc:
@@ -233,10 +239,10 @@ class Session:
                 "the connection to the router is closed", code=exc.code, reason=exc.reason
             ) from None
 
-    async def _request(self, message: list[Any]) -> list[Any]:
+    async def _request(self, message: _Request, answer_type: type[AnswerT]) -> AnswerT:
         self._check_open()
-        request_id = message[1]
-        pending = _Pending(message[0])
+        request_id = message.request_id
+        pending = _Pending(message.TYPE, answer_type)
         self._pending[request_id] = pending
         try:
             await self._send(message)
@@ -245,6 +251,7 @@ class Session:
             self._pending.pop(request_id, None)
         if pending.error is not None:
             raise pending.error
+        assert isinstance(pending.answer, answer_type)  # _dispatch matched it to the request
         return pending.answer
 
     async def _unsubscribe(self, subscription: Subscription) -> None:
@@ -252,14 +259,14 @@ class Session:
         if subscription not in handlers:
             return
         handlers.remove(subscription)
-        subscription._events.close()  # its task handles what is queued, then ends
+        subscription.stop()
         if not handlers:
             del self._subscriptions[subscription.id]
-            await self._request([UNSUBSCRIBE, self._ids.next(), subscription.id])
+            await self._request(Unsubscribe(self._ids.next(), subscription.id), Unsubscribed)
 
     async def _unregister(self, registration: Registration) -> None:
         if self._registrations.pop(registration.id, None) is not None:
-            await self._request([UNREGISTER, self._ids.next(), registration.id])
+            await self._request(Unregister(self._ids.next(), registration.id), Unregistered)
 
     # -- internals: tasks --------------------------------------------------------------------
 
@@ -278,37 +285,36 @@ class Session:
             self._fail(error)
 
     async def _join(self) -> None:
-        await self._send([HELLO, self.realm, {"roles": _ROLES, "agent": "ratchetpy.client"}])
+        await self._send(Hello(self.realm, {"roles": _ROLES, "agent": "ratchetpy.client"}))
         try:
             message = self._decode(await self._ws.receive())
         except ConnectionClosed as exc:
             raise SessionClosed(
                 "the router closed the connection before WELCOME", code=exc.code, reason=exc.reason
             ) from None
-        except _Malformed as exc:
+        except ProtocolViolation as exc:
             raise SessionClosed(f"the router broke the WAMP protocol: {exc}") from None
-        if message[0] == ABORT and len(message) == 3 and type(message[2]) is str:
-            why = message[1].get("message", "") if type(message[1]) is dict else ""
+        if type(message) is Abort:
+            why = message.details.get("message", "")
             raise SessionClosed(
-                f"the router refused to join realm {self.realm!r}: {message[2]} {why}".rstrip(),
-                uri=message[2],
+                f"the router refused to join realm {self.realm!r}: {message.reason} {why}".rstrip(),
+                uri=message.reason,
             )
-        if message[0] != WELCOME or len(message) != 3 or type(message[2]) is not dict:
-            raise SessionClosed(f"expected WELCOME, got {str(message)[:80]}")
-        self.session_id = _id(message, 1, "WELCOME")
-        self.details = message[2]
+        if type(message) is not Welcome:
+            raise SessionClosed(f"expected WELCOME, got {type(message).__name__.upper()}")
+        self.session_id = message.session_id
+        self.details = message.details
         authid = self.details.get("authid")
         self.authid = authid if isinstance(authid, str) else None
         self._state = "open"
 
-    def _decode(self, data: str | bytes) -> list[Any]:
+    def _decode(self, data: str | bytes) -> RouterMessage:
+        """A message from the router, checked; ProtocolViolation if it is not a valid one."""
         try:
-            message = self._serializer.decode(data)
+            raw = self._serializer.decode(data)
         except SerializationError as exc:
-            raise _Malformed(str(exc)) from None
-        if not message or type(message[0]) is not int:
-            raise _Malformed(f"not a WAMP message: {str(message)[:80]}")
-        return message
+            raise ProtocolViolation(str(exc)) from None
+        return parse_router_message(raw)
 
     async def _read(self) -> None:
         """The reader task: dispatch what the router sends until the connection closes."""
@@ -326,7 +332,7 @@ class Session:
                     )
                     return
                 await self._dispatch(self._decode(data))
-        except _Malformed as exc:
+        except ProtocolViolation as exc:
             await self._abort(str(exc))
         except Exception as exc:  # a bug here: end the session loudly rather than hang it
             self._fail(exc)
@@ -346,66 +352,55 @@ class Session:
         self._ended_by_router(error)
         self._state = "closed"
         with suppress(SessionClosed):
-            await self._send([ABORT, {"message": why[:200]}, PROTOCOL_VIOLATION])
+            await self._send(Abort({"message": why[:200]}, PROTOCOL_VIOLATION))
         await self._ws.close(1002, "WAMP protocol violation")
 
-    async def _dispatch(self, message: list[Any]) -> None:
-        code = message[0]
-        if code == EVENT:
-            _check(message, "EVENT", 4, 2)
-            subscription_id = _id(message, 1, "EVENT")
-            item = _payload(message, 4, "EVENT")
-            for subscription in tuple(self._subscriptions.get(subscription_id, ())):
-                # Closed: unsubscribed meanwhile, or its handler failed.
-                with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-                    await subscription._events.send(item)  # waits while the handler is behind
-        elif code in (RESULT, PUBLISHED, SUBSCRIBED, UNSUBSCRIBED, REGISTERED, UNREGISTERED):
-            if len(message) < 2:
-                raise _Malformed(f"message {code} without a request id")
-            pending = self._pending.get(_id(message, 1, "answer"))
+    async def _dispatch(self, message: RouterMessage) -> None:
+        kind = type(message)
+        if isinstance(message, Event):
+            for subscription in tuple(self._subscriptions.get(message.subscription_id, ())):
+                await subscription.deliver(message.args, message.kwargs)
+        elif kind in _ANSWER_TYPES:
+            assert not isinstance(message, (Welcome, Abort, Goodbye, Error, Event, Invocation))
+            pending = self._pending.get(message.request_id)
             # None: the request was cancelled; a late answer is dropped.
-            if pending is not None and _ANSWERS[pending.request_type] == code:
+            if pending is not None and pending.answer_type is kind:
                 pending.answer = message
                 pending.event.set()
-        elif code == ERROR:
-            _check(message, "ERROR", 5, 2)
-            pending = self._pending.get(_id(message, 2, "ERROR"))
-            if type(message[4]) is not str:
-                raise _Malformed("ERROR without an error URI")
-            if pending is not None and pending.request_type == message[1]:
-                args, kwargs = _payload(message, 5, "ERROR")
-                kind = WampCallError if message[1] == CALL else WampRequestError
-                pending.error = kind(message[4], args, kwargs)
+        elif isinstance(message, Error):
+            pending = self._pending.get(message.request_id)
+            if pending is not None and pending.request_type == message.request_type:
+                failed = WampCallError if message.request_type == CALL else WampRequestError
+                pending.error = failed(message.error, message.args, message.kwargs)
                 pending.event.set()
-        elif code == INVOCATION:
-            _check(message, "INVOCATION", 4, 2)
-            request_id = _id(message, 1, "INVOCATION")
-            registration = self._registrations.get(_id(message, 2, "INVOCATION"))
-            args, kwargs = _payload(message, 4, "INVOCATION")
+        elif isinstance(message, Invocation):
+            registration = self._registrations.get(message.registration_id)
             if registration is None:  # unregistered meanwhile: the caller must not hang
-                await self._reply([ERROR, INVOCATION, request_id, {}, NO_SUCH_REGISTRATION])
+                await self._reply(Error(INVOCATION, message.request_id, {}, NO_SUCH_REGISTRATION))
             else:
                 assert self._nursery is not None
-                self._nursery.start_soon(self._invoke, registration, request_id, args, kwargs)
-        elif code == GOODBYE:
-            _check(message, "GOODBYE", 3)
+                self._nursery.start_soon(self._invoke, registration, message)
+        elif isinstance(message, Goodbye):
             if self._state == "leaving":
                 self._goodbye.set()
             elif self._state == "open":
-                reason = message[2] if type(message[2]) is str else "?"
                 self._ended_by_router(
-                    SessionClosed(f"the router ended the session: {reason}", uri=reason, code=1000)
+                    SessionClosed(
+                        f"the router ended the session: {message.reason}",
+                        uri=message.reason,
+                        code=1000,
+                    )
                 )
-                await self._reply([GOODBYE, {}, GOODBYE_AND_OUT])
+                await self._reply(Goodbye({}, GOODBYE_AND_OUT))
                 await self._ws.close(1000)
-        elif code == ABORT:
-            reason = message[2] if len(message) == 3 and type(message[2]) is str else "?"
-            self._ended_by_router(SessionClosed(f"the router aborted: {reason}", uri=reason))
+        elif isinstance(message, Abort):
+            error = SessionClosed(f"the router aborted: {message.reason}", uri=message.reason)
+            self._ended_by_router(error)
             await self._ws.close(1000)
-        else:
-            raise _Malformed(f"unexpected message type {code}")
+        else:  # WELCOME again
+            raise ProtocolViolation("WELCOME in an established session")
 
-    async def _reply(self, message: list[Any]) -> None:
+    async def _reply(self, message: Message) -> None:
         with suppress(SessionClosed):  # the reader sees the connection gone
             await self._send(message)
 
@@ -426,21 +421,16 @@ class Session:
                         self._fail(exc)
                     return
 
-    async def _invoke(
-        self,
-        registration: Registration,
-        request_id: int,
-        args: list[Any],
-        kwargs: dict[str, Any],
-    ) -> None:
+    async def _invoke(self, registration: Registration, invocation: Invocation) -> None:
         """An invocation's task: run the function, answer with YIELD or ERROR."""
+        request_id = invocation.request_id
+        reply: Message
         try:
-            result = registration.function(*args, **kwargs)
+            result = registration.function(*invocation.args, **invocation.kwargs)
             if inspect.isawaitable(result):
                 result = await result
         except WampError as exc:
-            head = [ERROR, INVOCATION, request_id, {}, exc.error]
-            reply = _tail(head, exc.error_args, exc.error_kwargs)
+            reply = Error(INVOCATION, request_id, {}, exc.error, exc.error_args, exc.error_kwargs)
         except Exception as exc:
             logger.error(
                 "procedure %s raised; its caller gets %s",
@@ -448,30 +438,30 @@ class Session:
                 RUNTIME_ERROR,
                 exc_info=exc,
             )
-            reply = [ERROR, INVOCATION, request_id, {}, RUNTIME_ERROR, ["internal error"]]
+            reply = Error(INVOCATION, request_id, {}, RUNTIME_ERROR, ["internal error"])
         else:
             if isinstance(result, CallResult):
-                reply = _tail([YIELD, request_id, {}], result.args, result.kwargs)
+                reply = Yield(request_id, {}, result.args, result.kwargs)
             else:
-                reply = _tail([YIELD, request_id, {}], [] if result is None else [result], {})
+                reply = Yield(request_id, {}, [] if result is None else [result])
         try:
             await self._reply(reply)
         except EncodeError as exc:
             why = [f"the result cannot be sent: {exc}"]
-            await self._reply([ERROR, INVOCATION, request_id, {}, INVALID_ARGUMENT, why])
+            await self._reply(Error(INVOCATION, request_id, {}, INVALID_ARGUMENT, why))
 
     async def _leave(self) -> None:
         """Say GOODBYE, wait for the router's, close the WebSocket, wait for the reader."""
         # Handlers get no more events: the reader must not wait on a full queue now.
         for handlers in self._subscriptions.values():
             for subscription in handlers:
-                subscription._events.close()
+                subscription.stop()
         self._subscriptions.clear()
         self._registrations.clear()
         if self._state == "open":
             self._state = "leaving"
             try:
-                await self._send([GOODBYE, {}, CLOSE_NORMAL])
+                await self._send(Goodbye({}, CLOSE_NORMAL))
             except SessionClosed:
                 pass
             else:
@@ -497,7 +487,7 @@ async def open_session(
 
     ``serializer`` is ``"json"`` (``wamp.2.json``) or ``"msgpack"``. ``headers`` go with the
     WebSocket handshake (``[("Authorization", "Bearer ...")]`` for a router behind
-    :class:`~ratchetpy.auth.Authenticate`). ``ssl_context`` is for ``wss://`` (default: the
+    :class:`~ratchetpy.Authenticate`). ``ssl_context`` is for ``wss://`` (default: the
     system's trusted CAs). Messages over ``max_message_size`` bytes end the session (1009);
     ``max_queue`` is the events each subscription may have waiting.
 
@@ -517,7 +507,7 @@ async def open_session(
         codec = MsgpackSerializer()
     else:
         raise ValueError(f"serializer must be 'json' or 'msgpack', not {serializer!r}")
-    _uri(realm, "realm")
+    checked_uri(realm, "realm")
     ws = await connect(
         url,
         [codec.subprotocol],

@@ -1,14 +1,17 @@
-"""WAMP v2 messages (Basic Profile), router side, sans-IO.
+"""WAMP v2 messages (Basic Profile), sans-IO: the one place that says what a valid message is.
 
 A WAMP message on the wire is a list whose first element is the message type code. Between the
-serializer (:mod:`ratchetpy.wamp.serializers`, which turns frames into such lists) and the router
-sits this module:
+serializer (:mod:`ratchetpy.wamp.serializers`, which turns frames into such lists) and either
+end of a session sits this module:
 
 * :func:`parse` turns a decoded list from a *client* into one of the frozen message classes
-  below, or raises :class:`ProtocolViolation` saying what the client got wrong. It is the trust
-  boundary: everything it returns has the right shape and types, so the router never re-checks.
-* :func:`to_list` turns any message (usually one the router built) back into a list for the
-  serializer, leaving out empty ``Arguments``/``ArgumentsKw`` tails as the spec allows.
+  below, or raises :class:`~ratchetpy.ProtocolViolation` saying what the client got wrong. It is
+  the router's trust boundary: everything it returns has the right shape and types, so the
+  router never re-checks.
+* :func:`parse_router_message` does the same, with the same field rules, for what a *router*
+  sends; :mod:`ratchetpy.client` reads every message through it.
+* :func:`to_list` turns any message back into a list for the serializer, leaving out empty
+  ``Arguments``/``ArgumentsKw`` tails as the spec allows.
 
 Nothing here touches a socket or imports trio. Only exact-match URIs are understood (the Basic
 Profile); ``Options`` and ``Details`` dicts are checked to be dicts with str keys but not
@@ -81,6 +84,7 @@ __all__ = [
     "Register",
     "Registered",
     "Result",
+    "RouterMessage",
     "Subscribe",
     "Subscribed",
     "Unregister",
@@ -91,6 +95,7 @@ __all__ = [
     "Yield",
     "is_valid_uri",
     "parse",
+    "parse_router_message",
     "to_list",
 ]
 
@@ -517,6 +522,22 @@ ClientMessage = (
     | Yield
 )
 
+#: What :func:`parse_router_message` can return: the messages a router may send a client.
+RouterMessage = (
+    Welcome
+    | Abort
+    | Goodbye
+    | Error
+    | Published
+    | Subscribed
+    | Unsubscribed
+    | Event
+    | Result
+    | Registered
+    | Unregistered
+    | Invocation
+)
+
 #: Every Basic Profile message.
 Message = (
     ClientMessage
@@ -777,6 +798,129 @@ def parse(raw: object) -> ClientMessage:
             f"{_ADVANCED[code]} ({code}) belongs to the Advanced Profile, which is not supported"
         )
     raise ProtocolViolation(f"unknown message type {_show(code)}")
+
+
+# -- messages from a router (what ratchetpy.client reads) ---------------------------------------
+#
+# The same field rules as for a client's messages, so that both ends of ratchetpy agree on what
+# a valid WAMP message is.
+
+#: The requests a router answers with ERROR (a client answers only INVOCATION).
+_ROUTER_ERROR_REQUESTS = frozenset({SUBSCRIBE, UNSUBSCRIBE, PUBLISH, REGISTER, UNREGISTER, CALL})
+
+
+def _parse_welcome(raw: list[Any]) -> Welcome:
+    _length(raw, "WELCOME", 3)
+    return Welcome(_id(raw, 1, "WELCOME", "Session"), _dict(raw, 2, "WELCOME", "Details"))
+
+
+def _parse_router_error(raw: list[Any]) -> Error:
+    _length(raw, "ERROR", 5, 2)
+    request_type = raw[1]
+    if type(request_type) is not int or request_type not in _ROUTER_ERROR_REQUESTS:
+        raise ProtocolViolation(
+            "ERROR: a router answers SUBSCRIBE, UNSUBSCRIBE, PUBLISH, REGISTER, UNREGISTER or"
+            f" CALL with ERROR, got REQUEST.Type {_show(request_type)}"
+        )
+    request_id = _id(raw, 2, "ERROR", "REQUEST.Request")
+    details = _dict(raw, 3, "ERROR", "Details")
+    error = _reason(raw, 4, "ERROR", "Error")
+    args, kwargs = _args_kwargs(raw, 5, "ERROR")
+    return Error(request_type, request_id, details, error, args, kwargs)
+
+
+def _parse_published(raw: list[Any]) -> Published:
+    _length(raw, "PUBLISHED", 3)
+    request_id = _id(raw, 1, "PUBLISHED", "PUBLISH.Request")
+    return Published(request_id, _id(raw, 2, "PUBLISHED", "Publication"))
+
+
+def _parse_subscribed(raw: list[Any]) -> Subscribed:
+    _length(raw, "SUBSCRIBED", 3)
+    request_id = _id(raw, 1, "SUBSCRIBED", "SUBSCRIBE.Request")
+    return Subscribed(request_id, _id(raw, 2, "SUBSCRIBED", "Subscription"))
+
+
+def _parse_unsubscribed(raw: list[Any]) -> Unsubscribed:
+    _length(raw, "UNSUBSCRIBED", 2)
+    return Unsubscribed(_id(raw, 1, "UNSUBSCRIBED", "UNSUBSCRIBE.Request"))
+
+
+def _parse_event(raw: list[Any]) -> Event:
+    _length(raw, "EVENT", 4, 2)
+    subscription_id = _id(raw, 1, "EVENT", "SUBSCRIBED.Subscription")
+    publication_id = _id(raw, 2, "EVENT", "PUBLISHED.Publication")
+    details = _dict(raw, 3, "EVENT", "Details")
+    args, kwargs = _args_kwargs(raw, 4, "EVENT")
+    return Event(subscription_id, publication_id, details, args, kwargs)
+
+
+def _parse_result(raw: list[Any]) -> Result:
+    _length(raw, "RESULT", 3, 2)
+    request_id = _id(raw, 1, "RESULT", "CALL.Request")
+    details = _dict(raw, 2, "RESULT", "Details")
+    args, kwargs = _args_kwargs(raw, 3, "RESULT")
+    return Result(request_id, details, args, kwargs)
+
+
+def _parse_registered(raw: list[Any]) -> Registered:
+    _length(raw, "REGISTERED", 3)
+    request_id = _id(raw, 1, "REGISTERED", "REGISTER.Request")
+    return Registered(request_id, _id(raw, 2, "REGISTERED", "Registration"))
+
+
+def _parse_unregistered(raw: list[Any]) -> Unregistered:
+    _length(raw, "UNREGISTERED", 2)
+    return Unregistered(_id(raw, 1, "UNREGISTERED", "UNREGISTER.Request"))
+
+
+def _parse_invocation(raw: list[Any]) -> Invocation:
+    _length(raw, "INVOCATION", 4, 2)
+    request_id = _id(raw, 1, "INVOCATION", "Request")
+    registration_id = _id(raw, 2, "INVOCATION", "REGISTERED.Registration")
+    details = _dict(raw, 3, "INVOCATION", "Details")
+    args, kwargs = _args_kwargs(raw, 4, "INVOCATION")
+    return Invocation(request_id, registration_id, details, args, kwargs)
+
+
+_ROUTER_PARSERS: dict[int, Callable[[list[Any]], RouterMessage]] = {
+    WELCOME: _parse_welcome,
+    ABORT: _parse_abort,
+    GOODBYE: _parse_goodbye,
+    ERROR: _parse_router_error,
+    PUBLISHED: _parse_published,
+    SUBSCRIBED: _parse_subscribed,
+    UNSUBSCRIBED: _parse_unsubscribed,
+    EVENT: _parse_event,
+    RESULT: _parse_result,
+    REGISTERED: _parse_registered,
+    UNREGISTERED: _parse_unregistered,
+    INVOCATION: _parse_invocation,
+}
+
+
+def parse_router_message(raw: object) -> RouterMessage:
+    """Validate a decoded message from a *router* (what a client receives), as :func:`parse`
+    does for a client's: the same rules for ids, dicts, URIs and element counts.
+
+    Accepts WELCOME, ABORT, GOODBYE, ERROR (answering SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
+    REGISTER, UNREGISTER or CALL), PUBLISHED, SUBSCRIBED, UNSUBSCRIBED, EVENT, RESULT,
+    REGISTERED, UNREGISTERED and INVOCATION. Raises :class:`~ratchetpy.ProtocolViolation` for
+    anything else; a client then aborts the session.
+    """
+    if type(raw) is not list:
+        raise ProtocolViolation(f"a WAMP message must be a list, got {_show(raw)}")
+    if not raw:
+        raise ProtocolViolation("a WAMP message must not be empty")
+    code = raw[0]
+    parser = _ROUTER_PARSERS.get(code) if type(code) is int else None
+    if parser is not None:
+        return parser(raw)
+    if type(code) is not int:
+        raise ProtocolViolation(f"message type must be an int, got {_show(code)}")
+    if code in MESSAGE_NAMES:
+        raise ProtocolViolation(f"{MESSAGE_NAMES[code]} ({code}) is sent by clients, not routers")
+    raise ProtocolViolation(f"unknown or unsupported message type {_show(code)}")
 
 
 # -- ids -----------------------------------------------------------------------------------------
