@@ -15,7 +15,7 @@ import trio
 from websockets.trio.client import connect
 
 import ratchetpy
-import ratchetpy.components.ws_server
+import ratchetpy.components.ws_connection
 from ratchetpy import App, Connection, MessageComponent, WsServer, broadcast
 from ratchetpy.protocol.deflate import negotiate_deflate
 from ratchetpy.protocol.websocket import WebSocketProtocol, encode_broadcast_compressed
@@ -80,13 +80,13 @@ async def test_one_compressed_frame_for_every_client(
     port = await nursery.start(app.serve)
 
     encodings: list[int] = []
-    original = ratchetpy.components.ws_server.encode_broadcast_compressed
+    original = ratchetpy.components.ws_connection.encode_broadcast_compressed
 
     def counting(data: str | bytes, wbits: int) -> bytes:
         encodings.append(wbits)
         return original(data, wbits)
 
-    monkeypatch.setattr(ratchetpy.components.ws_server, "encode_broadcast_compressed", counting)
+    monkeypatch.setattr(ratchetpy.components.ws_connection, "encode_broadcast_compressed", counting)
     messages = [json.dumps({"seq": i, "body": "news " * 100}) for i in range(3)]
     with trio.fail_after(10):
         async with (

@@ -30,7 +30,8 @@ from .components.http_server import HttpServer
 from .components.router import Page, Route, Router
 from .components.session import FlaskSession, SessionProvider
 from .components.static import StaticFiles
-from .components.ws_server import WsConnection, WsServer, broadcast
+from .components.ws_connection import WsConnection, broadcast
+from .components.ws_server import WsServer
 from .exceptions import (
     AuthenticationFailed,
     ConnectionClosed,

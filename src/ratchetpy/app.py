@@ -156,6 +156,8 @@ class App:
         """
         served = self._as_http_component(component)
         if methods is None:
+            # Read before the origin check wraps it (a component of your own may not derive
+            # from HttpComponent, which declares the attribute).
             methods = getattr(served, "methods", None)
         origins = list(allowed_origins) if allowed_origins is not None else []
         if allowed_origins is None and self.http_host:

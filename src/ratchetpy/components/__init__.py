@@ -11,8 +11,9 @@ import-linter contract checks it), so each one is tested with an in-memory conne
 - :mod:`~ratchetpy.components.connection`: :class:`Connection` (what a component sees of a
   client) and the :class:`Transport` the I/O layer provides;
 - :mod:`~ratchetpy.components.http_server`: :class:`HttpServer` (requests, limits, keep-alive);
-- :mod:`~ratchetpy.components.ws_server`: :class:`WsServer`, :class:`WsConnection`,
-  :func:`broadcast`;
+- :mod:`~ratchetpy.components.ws_server`: :class:`WsServer` (the handshake, options);
+- :mod:`~ratchetpy.components.ws_connection`: :class:`WsConnection` (frames, closing,
+  keepalive, slow consumers) and :func:`broadcast`;
 - :mod:`~ratchetpy.components.router`, :mod:`~ratchetpy.components.endpoint`,
   :mod:`~ratchetpy.components.static`: routes, functions as endpoints, files;
 - :mod:`~ratchetpy.components.guards`, :mod:`~ratchetpy.components.auth`,

@@ -44,12 +44,19 @@ class MessageComponent:
     Override the handlers you need; each may be ``def`` or ``async def``. ``msg`` is ``str`` for
     a WebSocket text message, ``bytes`` for a binary one, and ``bytes`` on raw TCP.
 
-    ``subprotocols`` lists the WebSocket subprotocols this component speaks (Ratchet's
-    ``getSubProtocols``); :class:`~ratchetpy.WsServer` picks the first one in the client's
-    list that is also in this one.
+    Besides the four handlers, a component may declare how :class:`~ratchetpy.WsServer`
+    serves it (class attributes) and how it says goodbye (:meth:`on_shutdown`).
     """
 
+    #: The WebSocket subprotocols this component speaks (Ratchet's ``getSubProtocols``);
+    #: :class:`~ratchetpy.WsServer` picks the first one in the client's list that is also in
+    #: this one.
     subprotocols: Sequence[str] = ()
+    #: Refuse (400) clients that offer no subprotocol at all (a WAMP router needs one).
+    subprotocol_required: bool = False
+    #: ``False`` asks permessage-deflate to compress each message on its own, so that a
+    #: broadcast compresses once for every client (see ``WsServer(context_takeover=...)``).
+    compression_context_takeover: bool = True
 
     def on_open(self, conn: Connection) -> MaybeAwaitable:
         """A client connected (on WebSocket: the handshake succeeded)."""
@@ -77,6 +84,16 @@ class MessageComponent:
         )
         conn.close(1011, "internal error")
         return None
+
+    def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
+        """End ``conn`` on the server's behalf: the server shuts down (1001), or a guard such as
+        :meth:`IpBlackList.block <ratchetpy.IpBlackList.block>` drops the client (1008).
+
+        Say goodbye the way your protocol does, then close; the default closes with ``code``
+        and ``reason``. Called synchronously: it must not block, and ``on_close`` follows once
+        the connection is gone.
+        """
+        conn.close(code, reason)
 
 
 class HttpComponent:
@@ -124,6 +141,22 @@ class HttpComponent:
         conn.close()
         return None
 
+    def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
+        """End ``conn`` on the server's behalf (see :meth:`MessageComponent.on_shutdown`);
+        ``code`` and ``reason`` reach the client when the connection is a WebSocket. The
+        default closes the connection."""
+        conn.close(code, reason)
+
+    def delegate(self, conn: Connection) -> HttpComponent | None:
+        """The component that receives ``conn``'s bytes once this one took it over, or
+        ``None`` when it handles them itself (the default).
+
+        :class:`~ratchetpy.HttpServer` follows these links after a hand-over and sends the
+        connection's data straight to the last one, so stacked decorators cost nothing per
+        message.
+        """
+        return None
+
 
 class HttpDecorator(HttpComponent):
     """An HTTP component that wraps another and passes everything through (Ratchet's
@@ -146,33 +179,21 @@ class HttpDecorator(HttpComponent):
     def on_error(self, conn: Connection, exc: Exception) -> MaybeAwaitable:
         return self.component.on_error(conn, exc)
 
-    def on_shutdown(
-        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
-    ) -> None:
-        on_shutdown = getattr(self.component, "on_shutdown", None)
-        if on_shutdown is None:
-            conn.close(code, reason)
-        else:
-            on_shutdown(conn, code, reason)
+    def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
+        self.component.on_shutdown(conn, code, reason)
 
     def delegate(self, conn: Connection) -> HttpComponent | None:
-        """The component that receives ``conn``'s bytes once it was taken over.
-
-        :class:`~ratchetpy.HttpServer` follows these links after a hand-over and sends the
-        connection's data straight to the last one, so stacked decorators cost nothing per
-        message. A decorator that wants to see every message returns ``None``.
-        """
+        """The wrapped component: a decorator looks only at the request, so the bytes that
+        follow go straight past it. A decorator that wants to see every message returns
+        ``None``."""
         return self.component
 
 
-def delegate_chain(component: Any, conn: Connection) -> Any:
+def delegate_chain(component: HttpComponent, conn: Connection) -> HttpComponent:
     """The innermost component that takes ``conn``'s messages, following ``delegate`` links."""
-    while True:
-        delegate = getattr(component, "delegate", None)
-        inner = None if delegate is None else delegate(conn)
-        if inner is None:
-            return component
+    while (inner := component.delegate(conn)) is not None:
         component = inner
+    return component
 
 
 def invoke(component: Any, conn: Connection, handler: Any, *args: Any) -> MaybeAwaitable:

@@ -137,12 +137,12 @@ class HttpServer:
         self._reject(conn, 500, "internal error while reading the request")
         return None
 
-    def on_shutdown(
-        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
-    ) -> None:
-        on_shutdown = getattr(self.component, "on_shutdown", None)
-        if on_shutdown is not None and self._handed_over(conn):
-            on_shutdown(conn, code, reason)
+    def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
+        """Pass the goodbye on to the component that took ``conn`` over (a WebSocket says
+        1001); a connection still reading a request, or kept alive between requests, is just
+        closed."""
+        if self._handed_over(conn):
+            self.component.on_shutdown(conn, code, reason)
         else:
             conn.close()
 
@@ -268,7 +268,7 @@ class HttpServer:
         trailing = bytes(pending.parser.trailing_data[0])
         if not trailing or conn.closed:
             return None
-        return on_message(conn, trailing)  # type: ignore[no-any-return]
+        return on_message(conn, trailing)
 
     def _respond(
         self, conn: Connection, pending: _Pending, request: HttpRequest, response: HttpResponse

@@ -137,6 +137,7 @@ class Router(HttpComponent):
                 if param.group(2) == "path" and index != len(parts) - 1:
                     raise ValueError(f"{{{param.group(1)}:path}} must end the route: {path!r}")
         if methods is None:
+            # Declared on HttpComponent; a component of your own may not derive from it.
             methods = getattr(component, "methods", None)
         route = Route(
             path=path,
@@ -244,14 +245,12 @@ class Router(HttpComponent):
         """The route's component that took ``conn`` over (see :class:`HttpDecorator`)."""
         return self._conns.get(conn)
 
-    def on_shutdown(
-        self, conn: Connection, code: int = 1001, reason: str = "server shutting down"
-    ) -> None:
-        on_shutdown = getattr(self._conns.get(conn), "on_shutdown", None)
-        if on_shutdown is None:
+    def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
+        component = self._conns.get(conn)
+        if component is None:
             conn.close(code, reason)
         else:
-            on_shutdown(conn, code, reason)
+            component.on_shutdown(conn, code, reason)
 
 
 class Page(HttpComponent):

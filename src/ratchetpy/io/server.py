@@ -41,6 +41,9 @@ __all__ = ["IoServer", "ServerComponent", "ServerStats"]
 logger = logging.getLogger("ratchetpy.server")
 
 _RECV_SIZE = 65536
+# What every connection hears when the server shuts down gracefully ("going away").
+_SHUTDOWN_CODE = 1001
+_SHUTDOWN_REASON = "server shutting down"
 # accept() errors that mean "out of resources for now": back off instead of spinning.
 _ACCEPT_BACKOFF_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -49,8 +52,10 @@ class ServerComponent(Protocol):
     """What :class:`IoServer` drives: a :class:`~ratchetpy.MessageComponent` or a layer such as
     :class:`~ratchetpy.HttpServer`. ``on_message`` receives the raw ``bytes`` read from the socket.
 
-    A component may also define ``on_shutdown(conn)``, called for each open connection when the
-    server shuts down (WsServer sends close 1001 there); without it the connection is closed.
+    A component may also define ``on_shutdown(conn, code, reason)`` (declared on
+    :class:`~ratchetpy.MessageComponent` and :class:`~ratchetpy.HttpComponent`), called with
+    1001 for each open connection when the server shuts down; without it the connection is
+    closed.
     """
 
     def on_open(self, conn: Connection) -> MaybeAwaitable: ...
@@ -550,19 +555,21 @@ class IoServer:
         if not self._connections:
             return
         self._all_closed = trio.Event()
+        # Declared on MessageComponent and HttpComponent; a component of your own that does
+        # not derive from them may lack it, and then its connections are simply closed.
         on_shutdown = getattr(self.component, "on_shutdown", None)
         for conn, opened in list(self._connections.items()):
             if not opened:
                 conn.abort()  # the component never saw it (a TLS handshake, not started yet)
                 continue
             if on_shutdown is None:
-                conn.close(1001, "server shutting down")
+                conn.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
                 continue
             try:
-                on_shutdown(conn)
+                on_shutdown(conn, _SHUTDOWN_CODE, _SHUTDOWN_REASON)
             except Exception:
                 logger.exception("on_shutdown raised for connection #%d", conn.resource_id)
-                conn.close(1001, "server shutting down")
+                conn.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
         self._hub.flush_all()
         with trio.move_on_after(self.shutdown_timeout) as scope:
             await self._all_closed.wait()

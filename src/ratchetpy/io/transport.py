@@ -198,14 +198,17 @@ class TcpConnection(Connection):
         """True when more than the server's write limit is queued: the peer is not reading."""
         return self._out_size > self._hub.write_limit
 
-    def write(self, data: bytes) -> None:
-        """Queue bytes with no checks; layers above decide what may be sent. Not a checkpoint."""
+    def write(self, data: bytes) -> bool:
+        """Queue bytes with no checks; layers above decide what may be sent. Not a checkpoint.
+
+        Returns False, queuing nothing, once the socket is released (the peer is gone)."""
         if self._sock is None:
-            return
+            return False
         self._out.append(data)
         self._out_size += len(data)
         if not self._dirty:
             self._mark_dirty()
+        return True
 
     def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None:
         """Queue a control frame ahead of queued data, behind only a partly written chunk.

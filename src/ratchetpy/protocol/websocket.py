@@ -156,7 +156,6 @@ class WebSocketProtocol:
     __slots__ = (
         "_buf",
         "_close_received",
-        "_close_sent",
         "_deflater",
         "_f_ctl",
         "_f_fin",
@@ -177,6 +176,7 @@ class WebSocketProtocol:
         "_wire_limit",
         "close_code",
         "close_reason",
+        "close_sent",
         "compress_min_size",
         "shared_deflate_bits",
         "shares_encoding",
@@ -213,7 +213,9 @@ class WebSocketProtocol:
         self.close_reason = ""
 
         self._state = ProtocolState.OPEN
-        self._close_sent = False
+        #: True once our close frame is encoded: no message may follow it. Read it; only the
+        #: protocol changes it (a plain attribute because every send tests it).
+        self.close_sent = False
         self._close_received = False
         self._read_closed = False
 
@@ -292,7 +294,7 @@ class WebSocketProtocol:
                     if length > limit:
                         raise _Fail(1009, "message too big")
                     pos = pe
-                    if self._close_sent:
+                    if self.close_sent:
                         continue
                     if length < _TRANSLATE_MIN:
                         payload: bytes | bytearray = (
@@ -454,7 +456,7 @@ class WebSocketProtocol:
             data = b"".join(self._m_bin)
             self._m_bin = []
         self._m_op = 0
-        if not self._close_sent:
+        if not self.close_sent:
             events.append(Message(data))
 
     def _control(self, op: int, payload: bytes | bytearray, events: list[Event]) -> None:
@@ -481,7 +483,7 @@ class WebSocketProtocol:
             self._stop_reading()
             if self.close_code is None:
                 self.close_code, self.close_reason = code, reason
-            if self._close_sent:
+            if self.close_sent:
                 self._state = ProtocolState.CLOSED
 
     def _fail(self, code: int, reason: str, events: list[Event]) -> None:
@@ -505,7 +507,7 @@ class WebSocketProtocol:
     def encode_message(self, data: str | bytes) -> bytes:
         """Encode a message: ``str`` as text, bytes-like as binary; compressed when negotiated
         and at least ``compress_min_size`` bytes long. Raises LocalProtocolError after close."""
-        if self._close_sent:
+        if self.close_sent:
             raise LocalProtocolError("cannot send a message after the close frame")
         if isinstance(data, str):
             payload = data.encode()
@@ -543,14 +545,14 @@ class WebSocketProtocol:
         a close frame was already sent, for a code that must not be sent (1005, 1006, 1015,
         unassigned ones; answer a peer's 1005 with 1000) or a reason over 123 UTF-8 bytes.
         """
-        if self._close_sent:
+        if self.close_sent:
             raise LocalProtocolError("close frame already sent")
         if not _valid_close_code(code):
             raise LocalProtocolError(f"close code {code!r} may not be sent")
         raw = reason.encode()
         if len(raw) > 123:
             raise LocalProtocolError("close reason longer than 123 UTF-8 bytes")
-        self._close_sent = True
+        self.close_sent = True
         self._state = ProtocolState.CLOSED if self._close_received else ProtocolState.CLOSING
         if self.close_code is None:
             self.close_code, self.close_reason = code, reason

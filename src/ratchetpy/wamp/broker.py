@@ -20,7 +20,7 @@ from typing import Any
 
 from ..components.base import MaybeAwaitable
 from ..components.connection import Connection
-from ..components.ws_server import broadcast as broadcast_frames
+from ..components.ws_connection import broadcast as broadcast_frames
 from ._flow import answer_failure, log_failure, run_handler
 from .component import WampComponent
 from .messages import (
