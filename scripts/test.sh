@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium and nginx for
 # the browser and proxy tests, when missing and we are root with apt-get), then ruff, mypy --strict,
-# the Autobahn TestSuite subset against examples/echo.py, and pytest.
+# the import-layer contracts, the Autobahn TestSuite subset against examples/echo.py, and pytest.
 #
 #   bash scripts/test.sh            everything
 #   AUTOBAHN=0 bash scripts/test.sh skip the Autobahn run (it needs ../shared/autobahn and Python 2.7)
@@ -44,6 +44,8 @@ echo "== ruff"
 .venv/bin/ruff check src tests examples bench
 echo "== mypy --strict"
 .venv/bin/mypy --strict src examples
+echo "== import layers (lint-imports)"
+.venv/bin/lint-imports --no-cache
 
 AUTOBAHN_SCRIPT="../shared/autobahn/run_autobahn.sh"
 if [ "${AUTOBAHN:-1}" != "0" ] && [ -f "$AUTOBAHN_SCRIPT" ]; then

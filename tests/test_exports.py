@@ -16,6 +16,7 @@ EXPECTED = {
     "ConnectionLimits",
     "EncodeError",
     "Endpoint",
+    "HandshakeRefused",
     "FlaskSession",
     "Headers",
     "HttpComponent",

@@ -11,7 +11,8 @@
     │   └── LocalProtocolError       ... by this side: a bug in the calling code
     │       └── EncodeError          a value a WAMP serializer cannot carry
     ├── ConnectionClosed             the connection is gone
-    │   └── SessionClosed            a ratchetpy.client WAMP session ended or never started
+    │   ├── SessionClosed            a ratchetpy.client WAMP session ended or never started
+    │   └── HandshakeRefused         a WebSocket handshake got an HTTP status instead of 101
     ├── ServerError                  the OS refused: address in use, certificate unreadable
     ├── InvalidStateError            misuse: serving twice, a timer after the server stopped
     ├── AuthenticationFailed         an Authenticate check refuses a request (401 or 403)
@@ -27,12 +28,14 @@ Invalid arguments when an object is made or configured raise ``ValueError`` or `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationFailed",
     "ConnectionClosed",
     "EncodeError",
+    "HandshakeRefused",
     "InvalidSession",
     "InvalidStateError",
     "InvalidUri",
@@ -164,6 +167,25 @@ class SessionClosed(ConnectionClosed):
         super().__init__(message, code=code, reason=reason)
         self.uri = uri
         self.status = status
+
+
+class HandshakeRefused(ConnectionClosed):
+    """A WebSocket handshake was answered with an HTTP status instead of ``101``.
+
+    ``status`` is the status (403, 404, 426, ...), ``headers`` the response's header lines and
+    ``body`` its body, which for ratchetpy's refusals says why (``"403 Forbidden: origin ..."``).
+    Raised by :mod:`ratchetpy.testing`'s WebSocket client.
+    """
+
+    def __init__(
+        self, status: int, headers: Iterable[tuple[str, str]] = (), body: bytes = b""
+    ) -> None:
+        why = body.decode("utf-8", "replace").strip().splitlines()
+        detail = f": {why[0]}" if why else ""
+        super().__init__(f"the WebSocket handshake was refused with HTTP {status}{detail}")
+        self.status = status
+        self.headers = list(headers)
+        self.body = body
 
 
 class ServerError(RatchetError):

@@ -482,6 +482,7 @@ async def open_session(
     max_message_size: int = 2**20,
     max_queue: int = 100,
     close_timeout: float = 5.0,
+    stream: trio.abc.Stream | None = None,
 ) -> AsyncIterator[Session]:
     """Join ``realm`` on the WAMP router at ``url`` (``ws://`` or ``wss://``) for the block.
 
@@ -489,7 +490,10 @@ async def open_session(
     WebSocket handshake (``[("Authorization", "Bearer ...")]`` for a router behind
     :class:`~ratchetpy.Authenticate`). ``ssl_context`` is for ``wss://`` (default: the
     system's trusted CAs). Messages over ``max_message_size`` bytes end the session (1009);
-    ``max_queue`` is the events each subscription may have waiting.
+    ``max_queue`` is the events each subscription may have waiting. ``stream``, when given,
+    is an already connected byte stream to talk over instead of opening one (``url`` then
+    only names the host and path for the handshake): how :mod:`ratchetpy.testing` runs a
+    session against a server in memory, or a transport of your own.
 
     Opening is a checkpoint and raises OSError (unreachable), :class:`SessionClosed` (the
     handshake was refused: ``status``; or the router sent ABORT: ``uri``), ValueError (bad
@@ -514,6 +518,7 @@ async def open_session(
         headers=headers,
         ssl_context=ssl_context,
         max_message_size=max_message_size,
+        stream=stream,
     )
     body_error: Exception | None = None
     try:

@@ -180,14 +180,17 @@ async def connect(
     headers: Iterable[tuple[str, str]] = (),
     ssl_context: ssl.SSLContext | None = None,
     max_message_size: int = 2**20,
+    stream: trio.abc.Stream | None = None,
 ) -> WebSocket:
-    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``). A checkpoint.
+    """Open a WebSocket to ``url`` (``ws://`` or ``wss://``), over ``stream`` if given. A
+    checkpoint.
 
     Raises ValueError for a bad URL, OSError when the server cannot be reached, and
     :class:`SessionClosed` (with ``status``) when it refuses the handshake.
     """
     scheme, host, port, target, host_header = split_url(url, _DEFAULT_PORTS)
-    stream = await open_stream(host, port, scheme == "wss", ssl_context, host)
+    if stream is None:
+        stream = await open_stream(host, port, scheme == "wss", ssl_context, host)
     try:
         ws = WSConnection(ConnectionType.CLIENT)
         request = Request(
