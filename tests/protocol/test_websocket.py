@@ -24,40 +24,9 @@ from ratchetpy.protocol.websocket import (
     encode_broadcast,
     encode_frame,
 )
+from support.frames import client_frame as frame
 
-# -- helpers: what a client would put on the wire ----------------------------------------------
-
-
-def xor(data: bytes, mask: bytes) -> bytes:
-    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
-
-
-def frame(
-    opcode: int,
-    payload: bytes = b"",
-    *,
-    fin: bool = True,
-    rsv: int = 0,
-    masked: bool = True,
-    length_form: int | None = None,
-    mask: bytes | None = None,
-) -> bytes:
-    """A client frame; ``rsv`` is the RSV bits (0x40, 0x20, 0x10); ``length_form`` forces
-    a 7-, 16- or 64-bit length encoding."""
-    b0 = (0x80 if fin else 0) | rsv | opcode
-    n = len(payload)
-    form = length_form or (7 if n < 126 else 16 if n < 0x10000 else 64)
-    m = 0x80 if masked else 0
-    if form == 7:
-        header = bytes((b0, m | n))
-    elif form == 16:
-        header = struct.pack("!BBH", b0, m | 126, n)
-    else:
-        header = struct.pack("!BBQ", b0, m | 127, n)
-    if not masked:
-        return header + payload
-    mask = mask if mask is not None else os.urandom(4)
-    return header + mask + xor(payload, mask)
+# -- helpers ----------------------------------------------------------------------------------
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -15,18 +11,8 @@ from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, WsServer
-from wshelpers import parse_server_frames, raw_websocket, read_until_closed
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def load_example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+from support.examples import load_example
+from support.frames import parse_server_frames, raw_websocket, read_until_closed
 
 
 class Hub(MessageComponent):

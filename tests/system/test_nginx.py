@@ -46,8 +46,8 @@ from ratchetpy import (
     TrustedProxies,
     WsServer,
 )
+from support.examples import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 HOWTO = ROOT / "docs" / "howto" / "behind-nginx.md"
 CHAT = ROOT / "examples" / "chat.py"
 

@@ -1,4 +1,5 @@
-"""Helpers for raw-socket tests: frame builders and readers."""
+"""Raw WebSocket bytes for protocol tests: the one client-frame builder, a server-frame parser,
+and readers for tests over real sockets."""
 
 from __future__ import annotations
 
@@ -9,24 +10,38 @@ import struct
 import trio
 
 
+def xor(data: bytes, mask: bytes) -> bytes:
+    """``data`` masked (or unmasked) with the 4-byte ``mask`` (RFC 6455 5.3)."""
+    return bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+
+
 def client_frame(
-    opcode: int, payload: bytes, *, fin: bool = True, mask: bool = True, rsv: int = 0
+    opcode: int,
+    payload: bytes = b"",
+    *,
+    fin: bool = True,
+    rsv: int = 0,
+    masked: bool = True,
+    length_form: int | None = None,
+    mask: bytes | None = None,
 ) -> bytes:
-    """A frame as a client sends it (masked unless told otherwise)."""
-    first = (0x80 if fin else 0) | (rsv << 4) | opcode
-    length = len(payload)
-    mask_bit = 0x80 if mask else 0
-    if length < 126:
-        header = struct.pack("!BB", first, mask_bit | length)
-    elif length < 65536:
-        header = struct.pack("!BBH", first, mask_bit | 126, length)
+    """A frame as a client puts it on the wire, by hand: ``rsv`` holds the RSV bits as they
+    sit in the first byte (0x40 RSV1, 0x20 RSV2, 0x10 RSV3); ``length_form`` forces a 7-, 16-
+    or 64-bit length; ``masked=False`` leaves the mask out (a protocol error from a client)."""
+    b0 = (0x80 if fin else 0) | rsv | opcode
+    n = len(payload)
+    form = length_form or (7 if n < 126 else 16 if n < 0x10000 else 64)
+    m = 0x80 if masked else 0
+    if form == 7:
+        header = bytes((b0, m | n))
+    elif form == 16:
+        header = struct.pack("!BBH", b0, m | 126, n)
     else:
-        header = struct.pack("!BBQ", first, mask_bit | 127, length)
-    if not mask:
+        header = struct.pack("!BBQ", b0, m | 127, n)
+    if not masked:
         return header + payload
-    key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return header + key + masked
+    mask = mask if mask is not None else os.urandom(4)
+    return header + mask + xor(payload, mask)
 
 
 def parse_server_frames(data: bytes) -> list[tuple[int, bytes]]:

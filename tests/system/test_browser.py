@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from browser_support import (
-    EXAMPLES,
+from support.browser import (
     RECONNECT_TIMEOUT_MS,
     TIMEOUT_MS,
     ExampleProcess,
@@ -28,6 +27,7 @@ from browser_support import (
     chromium_executable,
     expect,
 )
+from support.examples import EXAMPLES
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext

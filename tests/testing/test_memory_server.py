@@ -3,9 +3,6 @@ the protocols, and the doubles record what components do."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
@@ -23,25 +20,12 @@ from ratchetpy import (
 )
 from ratchetpy.exceptions import HandshakeRefused, WampCallError
 from ratchetpy.testing import RecordingConnection, http_request, open_memory_server, resolve
-
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
-
-
-def example(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-class Echo(MessageComponent):
-    def on_message(self, conn: Connection, msg: str | bytes) -> None:
-        conn.send(msg)
+from support.components import Echo
+from support.examples import load_example
 
 
 async def test_the_chat_example_in_memory() -> None:
-    async with open_memory_server(example("chat").make_app()) as server:
+    async with open_memory_server(load_example("chat").make_app()) as server:
         page = await server.get("/")
         assert page.status == 200 and "new WebSocket(" in page.text
         async with server.websocket("/chat") as alice, server.websocket("/chat") as bob:
@@ -124,7 +108,7 @@ async def test_shutdown_closes_every_client_with_1001() -> None:
 
 
 async def test_a_raw_tcp_component() -> None:
-    telnet = example("telnet_chat")
+    telnet = load_example("telnet_chat")
     async with open_memory_server(telnet.Chat(), raw=True) as server:
         alice, bob = await server.connect(), await server.connect()
         assert (await alice.receive_some()).startswith(b"Welcome #1!")

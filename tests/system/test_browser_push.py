@@ -30,9 +30,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
-from browser_support import (
+from ratchetpy.client import PublishError, WampRequestError, open_session, publish
+from support.browser import (
     CHROMIUM_ARGS,
-    EXAMPLES,
     TIMEOUT_MS,
     ExampleProcess,
     Watched,
@@ -40,7 +40,7 @@ from browser_support import (
     chromium_executable,
     expect,
 )
-from ratchetpy.client import PublishError, WampRequestError, open_session, publish
+from support.examples import EXAMPLES
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext

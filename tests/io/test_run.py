@@ -6,14 +6,13 @@ import re
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import trio
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.trio.client import connect
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+from support.examples import EXAMPLES
 
 
 async def start_example(name: str) -> tuple[trio.Process, int, list[bytes]]:

@@ -18,7 +18,7 @@ from ratchetpy import (
     MessageComponent,
     WsServer,
 )
-from wshelpers import read_http_head, upgrade_request
+from support.frames import read_http_head, upgrade_request
 
 
 class Clients(MessageComponent):

@@ -18,7 +18,7 @@ import trio
 from ratchetpy.exceptions import WampError
 from ratchetpy.wamp import WampComponent, WampConnection
 from ratchetpy.wamp.messages import NOT_AUTHORIZED
-from wamp_support import TIMEOUT, ServerThread, serve_wamp
+from support.wamp_threads import TIMEOUT, ServerThread, serve_wamp
 
 txaio = pytest.importorskip("txaio")
 txaio.use_asyncio()

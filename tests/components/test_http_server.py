@@ -25,7 +25,7 @@ from ratchetpy import (
     WsServer,
     http_response,
 )
-from wshelpers import read_http_head, read_until_closed
+from support.frames import read_http_head, read_until_closed
 
 
 class Echo(MessageComponent):

@@ -27,7 +27,7 @@ from ratchetpy import (
     ServerError,
     WsServer,
 )
-from wshelpers import client_frame, parse_server_frames, read_http_head, upgrade_request
+from support.frames import client_frame, parse_server_frames, read_http_head, upgrade_request
 
 
 @pytest.fixture(scope="module")

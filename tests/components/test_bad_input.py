@@ -9,7 +9,7 @@ import trio
 from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, MessageComponent, WsServer
-from wshelpers import (
+from support.frames import (
     client_frame,
     parse_server_frames,
     raw_websocket,
@@ -135,7 +135,7 @@ async def close_frame_after(port: int, frames: bytes) -> tuple[int, bytes]:
 
 async def test_unmasked_frame_closes_with_1002(start_server: Any) -> None:
     _, port = await start_server(app())
-    code, _ = await close_frame_after(port, client_frame(0x1, b"hi", mask=False))
+    code, _ = await close_frame_after(port, client_frame(0x1, b"hi", masked=False))
     assert code == 1002
     await still_serving(port)
 
@@ -174,7 +174,7 @@ async def test_oversized_frame_header_closes_with_1009_before_the_payload(
 
 async def test_rsv_bits_without_extension_close_with_1002(start_server: Any) -> None:
     _, port = await start_server(app(compression=None))
-    code, _ = await close_frame_after(port, client_frame(0x1, b"hi", rsv=2))
+    code, _ = await close_frame_after(port, client_frame(0x1, b"hi", rsv=0x20))
     assert code == 1002
 
 

@@ -17,15 +17,15 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from browser_support import Watched, browser, chromium_executable
-from wamp_support import ServerThread, serve_wamp
+from support.browser import Watched, browser, chromium_executable
+from support.wamp_threads import ServerThread, serve_wamp
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
 
 __all__ = ["browser", "chromium_executable"]  # fixtures, used by name
 
-ROOT = Path(__file__).resolve().parent.parent
+from support.examples import ROOT
 
 
 @pytest.fixture(scope="session")

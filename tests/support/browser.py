@@ -30,7 +30,6 @@ else:
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, ConsoleMessage, Error, Page
 
-EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
