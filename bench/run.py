@@ -48,7 +48,10 @@ SERVERS = {
     "websockets": ("bench_websockets.py", "websockets"),
     "trio-websocket": ("bench_trio_websocket.py", "trio_websocket"),
 }
-REFERENCES = ("websockets", "trio-websocket", "ratchetpy-app")
+REFERENCES = ("websockets", "trio-websocket", "ratchetpy-app", "ratchetpy-baseline")
+# --baseline SRC: ratchetpy's own scripts again, importing the ratchetpy under SRC (an older
+# checkout), so that a change is measured against what it changes in the same run.
+BASELINE = "ratchetpy-baseline"
 
 LOADGEN_BUSY = 0.75  # loadgen core utilisation worth a warning
 LOADGEN_BOUND = 0.90  # at or above this the result may be loadgen-bound
@@ -72,6 +75,8 @@ class Scenario:
 
     def script(self, server: str) -> tuple[str, str] | None:
         """(server script, module it imports), or None if the scenario skips ``server``."""
+        if server == BASELINE:
+            server = "ratchetpy"
         if self.only is None:
             return SERVERS[server]
         return self.only.get(server)
@@ -305,16 +310,27 @@ class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.logdir = Path(tempfile.mkdtemp(prefix="ratchetpy-bench-"))
+        self.env = self._env(ROOT / "src")
+        self.baseline_env = self._env(Path(args.baseline)) if args.baseline else None
+
+    @staticmethod
+    def _env(src: Path) -> dict[str, str]:
         env = dict(os.environ)
-        src = str(ROOT / "src")
-        env["PYTHONPATH"] = src + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else src
-        self.env = env
+        path = str(src)
+        env["PYTHONPATH"] = path + os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else path
+        return env
+
+    def env_for(self, server: str) -> dict[str, str]:
+        if server == BASELINE:
+            assert self.baseline_env is not None
+            return self.baseline_env
+        return self.env
 
     def server_available(self, server: str, module: str | None = None) -> str | None:
-        module = module or SERVERS[server][1]
+        module = module or SERVERS["ratchetpy" if server == BASELINE else server][1]
         r = subprocess.run(
             [self.args.python, "-c", f"import {module}"],
-            env=self.env,
+            env=self.env_for(server),
             capture_output=True,
             text=True,
         )
@@ -340,7 +356,7 @@ class Bench:
                 stdin=subprocess.DEVNULL,
                 stdout=err,
                 stderr=subprocess.STDOUT,
-                env=self.env,
+                env=self.env_for(server),
                 preexec_fn=preexec,
             )
         deadline = time.monotonic() + 30
@@ -745,6 +761,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=str(venv_python) if venv_python.exists() else sys.executable,
         help="interpreter for the servers (default: the project's .venv)",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="SRC",
+        help="also measure the ratchetpy package under SRC (the src/ of another checkout) as "
+        f"{BASELINE!r}, for before/after ratios in one run",
+    )
     p.add_argument("--cc", default="gcc")
     p.add_argument("--json", metavar="OUT", help="write every run and the summary as JSON")
     args = p.parse_args(argv)
@@ -768,8 +790,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"unknown scenario {name!r}; choose from {', '.join(SCENARIO_BY_NAME)}")
         scenarios.append(SCENARIO_BY_NAME[name.strip()])
     servers = [s.strip() for s in args.servers.split(",")]
+    if args.baseline:
+        servers.append(BASELINE)
     for srv in servers:
-        if srv not in SERVERS:
+        if srv not in SERVERS and srv != BASELINE:
             sys.exit(f"unknown server {srv!r}; choose from {', '.join(SERVERS)}")
     if os.cpu_count() and max(args.server_cpu, args.loadgen_cpu) >= (os.cpu_count() or 1):
         sys.exit("--server-cpu/--loadgen-cpu name a CPU this machine does not have")

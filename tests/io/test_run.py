@@ -62,11 +62,8 @@ async def test_app_run_in_a_thread_serves_and_stops_through_call_soon_threadsafe
     # reach only the main thread, so run() there serves without signal handlers.
     import threading
 
-    from ratchetpy import App, Connection, MessageComponent
-
-    class Echo(MessageComponent):
-        def on_message(self, conn: Connection, msg: str | bytes) -> None:
-            conn.send(msg)
+    from ratchetpy import App
+    from support.components import Echo
 
     app = App(None, 0)
     app.route("/echo", Echo())
