@@ -17,6 +17,23 @@
             self.clients.discard(conn)
 
     IoServer.factory(HttpServer(WsServer(Chat())), 8080).run()
+
+Every name below (``__all__``) is the public API; the modules behind them come in three kinds,
+each in a package of its own (``docs/topics/architecture.md`` draws them):
+
+* :mod:`ratchetpy.protocol` -- sans-IO protocol code: the WebSocket codec, the handshake,
+  permessage-deflate, the HTTP data types, the proxy headers. Bytes in, events out; no trio.
+  A rule of the wire is changed here.
+* :mod:`ratchetpy.components` -- the layers (HttpServer, WsServer, Router, StaticFiles, the
+  guards, Authenticate, SessionProvider) and the base classes of yours. No trio: they only
+  call ``send``/``close``/``call_later``. What a server does with a request or message is
+  changed here; :mod:`ratchetpy.wamp` is the WAMP router, a component too.
+* :mod:`ratchetpy.io` -- IoServer, the only server code that imports trio or touches sockets:
+  reads, merged writes, timers, TLS, shutdown.
+
+Around them: :mod:`ratchetpy.app` (App puts the stack together), :mod:`ratchetpy.client`
+(publish from a web app; a trio WAMP client), :mod:`ratchetpy.testing` (tests without
+sockets), :mod:`ratchetpy.cli`, :mod:`ratchetpy.exceptions` (every exception, one tree).
 """
 
 from ._version import __version__
