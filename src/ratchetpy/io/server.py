@@ -523,7 +523,6 @@ class IoServer:
             # not the server.
             logger.exception("internal error on connection #%d; dropping it", conn.resource_id)
         finally:
-            hub.handled()
             conn.finish()
             logger.debug("connection #%d from %s closed", conn.resource_id, conn.remote_address)
             with trio.CancelScope(
