@@ -13,7 +13,6 @@ from websockets.trio.client import connect
 
 from ratchetpy import (
     Connection,
-    Headers,
     HttpComponent,
     HttpRequest,
     HttpResponse,
@@ -24,14 +23,8 @@ from ratchetpy import (
     WsServer,
 )
 from ratchetpy.components.auth import Authenticate, AuthenticationFailed, bearer_token
-
-
-def request(target: str = "/chat", *, upgrade: bool = True, **headers: str) -> HttpRequest:
-    items = [("Host", "localhost")]
-    if upgrade:
-        items.append(("Upgrade", "websocket"))
-    items += [(name.replace("_", "-"), value) for name, value in headers.items()]
-    return HttpRequest(method="GET", target=target, headers=Headers(items))
+from ratchetpy.testing import RecordingConnection, http_request
+from support.components import RequestRecorder
 
 
 def body(response: object) -> bytes:
@@ -39,53 +32,48 @@ def body(response: object) -> bytes:
     return response.body
 
 
+def authorization(value: str) -> list[tuple[str, str]]:
+    return [("Authorization", value)]
+
+
 # -- bearer_token ------------------------------------------------------------------------------
 
 
 def test_token_from_header_query_or_cookie() -> None:
-    assert bearer_token(request(Authorization="Bearer abc")) == "abc"
-    assert bearer_token(request(Authorization="bearer   abc  ")) == "abc"
-    assert bearer_token(request("/chat?token=q1&room=2")) == "q1"
-    assert bearer_token(request("/chat?t=q1"), query="t") == "q1"
-    assert bearer_token(request(Cookie="auth=c1"), cookie="auth") == "c1"
+    assert bearer_token(http_request(headers=authorization("Bearer abc"))) == "abc"
+    assert bearer_token(http_request(headers=authorization("bearer   abc  "))) == "abc"
+    assert bearer_token(http_request("/chat?token=q1&room=2")) == "q1"
+    assert bearer_token(http_request("/chat?t=q1"), query="t") == "q1"
+    assert bearer_token(http_request(cookies={"auth": "c1"}), cookie="auth") == "c1"
     # The header wins over the query, the query over the cookie.
-    both = request("/chat?token=q1", Authorization="Bearer h1", Cookie="auth=c1")
+    both = http_request(
+        "/chat?token=q1", headers=authorization("Bearer h1"), cookies={"auth": "c1"}
+    )
     assert bearer_token(both, cookie="auth") == "h1"
     assert bearer_token(both, header=False, cookie="auth") == "q1"
     assert bearer_token(both, header=False, query=None, cookie="auth") == "c1"
 
 
 def test_no_token() -> None:
-    assert bearer_token(request()) is None
-    assert bearer_token(request(Authorization="Basic dXNlcjpwdw==")) is None
-    assert bearer_token(request(Authorization="Bearer")) is None
-    assert bearer_token(request("/chat?token=")) is None
-    assert bearer_token(request("/chat?token=q1"), query=None) is None
-    assert bearer_token(request(Cookie="auth=c1")) is None  # cookies only when named
+    assert bearer_token(http_request()) is None
+    assert bearer_token(http_request(headers=authorization("Basic dXNlcjpwdw=="))) is None
+    assert bearer_token(http_request(headers=authorization("Bearer"))) is None
+    assert bearer_token(http_request("/chat?token=")) is None
+    assert bearer_token(http_request("/chat?token=q1"), query=None) is None
+    assert bearer_token(http_request(cookies={"auth": "c1"})) is None  # cookies only when named
 
 
 # -- Authenticate, without sockets -------------------------------------------------------------
 
-
-class Recorder(HttpComponent):
-    def __init__(self) -> None:
-        self.seen: list[HttpRequest] = []
-
-    def on_open(self, conn: Connection, request: HttpRequest) -> None:
-        self.seen.append(request)
-
-
-class FakeConn(Connection):
-    def __init__(self) -> None:
-        self.resource_id = 1
-        self.remote_address = "198.51.100.7"
+# A documentation address, so that the log lines below visibly name the connection's peer.
+CLIENT = "198.51.100.7"
 
 
 def test_accepted_requests_carry_the_user_id() -> None:
-    inner = Recorder()
+    inner = RequestRecorder()
     guard = Authenticate(inner, lambda req: "alice")
-    conn, req = FakeConn(), request()
-    conn.http_request = req
+    req = http_request("/chat")
+    conn = RecordingConnection(request=req)
     assert conn.user_id is None
     assert guard.on_open(conn, req) is None
     assert inner.seen == [req] and inner.seen[0] is req  # the same object: every layer sees it
@@ -102,20 +90,22 @@ def test_refusals(caplog: pytest.LogCaptureFixture) -> None:
             raise AuthenticationFailed("token expired")
         return None
 
-    inner = Recorder()
+    inner = RequestRecorder()
     guard = Authenticate(inner, check)
     caplog.set_level(logging.INFO, "ratchetpy.security")
 
-    refused = guard.on_open(FakeConn(), request())
+    refused = guard.on_open(RecordingConnection(remote_address=CLIENT), http_request("/chat"))
     assert isinstance(refused, HttpResponse) and refused.status == 401
     assert refused.body == b"401 Unauthorized: authentication required\n"
     assert ("WWW-Authenticate", 'Bearer realm="ratchetpy"') in refused.headers
 
-    refused = guard.on_open(FakeConn(), request("/chat?expired=1"))
+    expired = http_request("/chat?expired=1")
+    refused = guard.on_open(RecordingConnection(remote_address=CLIENT), expired)
     assert isinstance(refused, HttpResponse) and refused.status == 401
     assert b"token expired" in body(refused)
 
-    refused = guard.on_open(FakeConn(), request("/chat?banned=1"))
+    banned = http_request("/chat?banned=1")
+    refused = guard.on_open(RecordingConnection(remote_address=CLIENT), banned)
     assert isinstance(refused, HttpResponse) and refused.status == 403
     assert refused.body == b"403 Forbidden: account suspended\n"
     assert all(name != "WWW-Authenticate" for name, _ in refused.headers)
@@ -129,8 +119,8 @@ def test_refusals(caplog: pytest.LogCaptureFixture) -> None:
 
 
 def test_challenge_is_configurable() -> None:
-    guard = Authenticate(Recorder(), lambda req: None, challenge='Cookie realm="chat"')
-    refused = guard.on_open(FakeConn(), request())
+    guard = Authenticate(RequestRecorder(), lambda req: None, challenge='Cookie realm="chat"')
+    refused = guard.on_open(RecordingConnection(), http_request("/chat"))
     assert isinstance(refused, HttpResponse)
     assert ("WWW-Authenticate", 'Cookie realm="chat"') in refused.headers
 
@@ -146,8 +136,9 @@ def test_only_401_and_403() -> None:
 def test_a_check_that_returns_nonsense_is_a_server_error(
     result: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    inner = Recorder()
-    answer = Authenticate(inner, lambda req: result).on_open(FakeConn(), request())
+    inner = RequestRecorder()
+    guard = Authenticate(inner, lambda req: result)
+    answer = guard.on_open(RecordingConnection(), http_request("/chat"))
     assert isinstance(answer, HttpResponse) and answer.status == 500
     assert inner.seen == []
     assert "return a non-empty str" in str(caplog.records[-1].exc_info[1])  # type: ignore[index]
@@ -157,7 +148,9 @@ def test_a_check_that_raises_leaks_nothing(caplog: pytest.LogCaptureFixture) -> 
     def check(req: HttpRequest) -> str:
         raise RuntimeError("db password 'hunter2' rejected by 10.0.0.5")
 
-    answer = Authenticate(Recorder(), check).on_open(FakeConn(), request())
+    answer = Authenticate(RequestRecorder(), check).on_open(
+        RecordingConnection(), http_request("/chat")
+    )
     assert isinstance(answer, HttpResponse) and answer.status == 500
     assert answer.body == b"500 Internal Server Error: the authentication check failed\n"
     record = caplog.records[-1]
@@ -183,7 +176,9 @@ async def test_async_checks() -> None:
     guard = Authenticate(AsyncInner(), check)
     statuses = {}
     for token in ("good", "bad", "boom", "none"):
-        answer = await guard.on_open(FakeConn(), request(f"/?token={token}"))  # type: ignore[misc]
+        answer = await guard.on_open(  # type: ignore[misc]
+            RecordingConnection(), http_request(f"/?token={token}")
+        )
         assert isinstance(answer, HttpResponse)
         statuses[token] = (answer.status, answer.body)
     assert statuses == {
@@ -193,22 +188,23 @@ async def test_async_checks() -> None:
         "none": (401, b"401 Unauthorized: authentication required\n"),
     }
     # A plain check in front of a sync component stays sync (no awaitable to drive).
-    assert Authenticate(Recorder(), lambda req: "x").on_open(FakeConn(), request()) is None
+    plain = Authenticate(RequestRecorder(), lambda req: "x")
+    assert plain.on_open(RecordingConnection(), http_request("/chat")) is None
 
 
 async def test_tokens_shortcut() -> None:
-    inner = Recorder()
+    inner = RequestRecorder()
     guard = Authenticate.tokens(inner, {"s3cret": "alice"}, cookie="auth")
-    assert guard.on_open(FakeConn(), request("/?token=s3cret")) is None
-    assert guard.on_open(FakeConn(), request(Cookie="auth=s3cret")) is None
+    assert guard.on_open(RecordingConnection(), http_request("/?token=s3cret")) is None
+    assert guard.on_open(RecordingConnection(), http_request(cookies={"auth": "s3cret"})) is None
     assert [req.user_id for req in inner.seen] == ["alice", "alice"]
-    missing = guard.on_open(FakeConn(), request())
+    missing = guard.on_open(RecordingConnection(), http_request("/chat"))
     assert isinstance(missing, HttpResponse) and missing.status == 401
     assert body(missing) == (
         b"401 Unauthorized: no token (send it as Authorization: Bearer or ?token= "
         b"or cookie 'auth')\n"
     )
-    wrong = guard.on_open(FakeConn(), request("/?token=guess"))
+    wrong = guard.on_open(RecordingConnection(), http_request("/?token=guess"))
     assert isinstance(wrong, HttpResponse) and b"invalid token" in body(wrong)
 
     async def lookup(token: str) -> str | None:
@@ -216,23 +212,24 @@ async def test_tokens_shortcut() -> None:
         return {"t1": "carol"}.get(token)
 
     guard = Authenticate.tokens(inner, lookup, header=False, query="key")
-    assert await guard.on_open(FakeConn(), request("/?key=t1")) is None  # type: ignore[misc]
+    accepted = guard.on_open(RecordingConnection(), http_request("/?key=t1"))
+    assert await accepted is None  # type: ignore[misc]
     assert inner.seen[-1].user_id == "carol"
-    wrong = await guard.on_open(FakeConn(), request("/?key=t2"))  # type: ignore[misc]
+    wrong = await guard.on_open(RecordingConnection(), http_request("/?key=t2"))  # type: ignore[misc]
     assert isinstance(wrong, HttpResponse) and b"invalid token" in body(wrong)
-    missing = guard.on_open(FakeConn(), request("/"))  # refused before any lookup
+    missing = guard.on_open(RecordingConnection(), http_request("/"))  # refused before any lookup
     assert isinstance(missing, HttpResponse)
     assert b"no token (send it as ?key=)" in body(missing)
 
 
 def test_user_id_survives_the_router_copy() -> None:
     # Authenticate in front of a Router: the router copies the request to add path_params.
-    inner = Recorder()
+    inner = RequestRecorder()
     router = Router()
     router.add("/rooms/{room}", inner)
     guard = Authenticate(router, lambda req: "alice")
-    conn = FakeConn()
-    guard.on_open(conn, request("/rooms/lobby"))
+    conn = RecordingConnection()
+    guard.on_open(conn, http_request("/rooms/lobby"))
     (seen,) = inner.seen
     assert seen.path_params == {"room": "lobby"} and seen.user_id == "alice"
     assert conn.user_id == "alice"

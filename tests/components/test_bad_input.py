@@ -9,6 +9,7 @@ import trio
 from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, MessageComponent, WsServer
+from support.components import Echo
 from support.frames import (
     client_frame,
     parse_server_frames,
@@ -17,11 +18,6 @@ from support.frames import (
     read_until_closed,
     upgrade_request,
 )
-
-
-class Echo(MessageComponent):
-    def on_message(self, conn: Connection, msg: Any) -> None:
-        conn.send(msg)
 
 
 def app(**ws_options: Any) -> HttpServer:

@@ -11,29 +11,16 @@ from websockets.exceptions import InvalidStatus
 from websockets.trio.client import connect
 
 from ratchetpy import (
-    Connection,
     ConnectionLimits,
-    Headers,
     HttpComponent,
-    HttpRequest,
     HttpResponse,
     HttpServer,
     IpBlackList,
-    MessageComponent,
     OriginCheck,
     WsServer,
 )
-
-
-def request(
-    origin: str | None, host: str = "localhost:8080", *, upgrade: bool = False
-) -> HttpRequest:
-    headers = [("Host", host)]
-    if origin is not None:
-        headers.append(("Origin", origin))
-    if upgrade:
-        headers.append(("Upgrade", "websocket"))
-    return HttpRequest(method="GET", target="/", headers=Headers(headers))
+from ratchetpy.testing import RecordingConnection, http_request
+from support.components import Echo, RequestRecorder
 
 
 @pytest.mark.parametrize(
@@ -61,39 +48,21 @@ def request(
 )
 def test_origin_rules(allowed: list[str], origin: str | None, host: str, ok: bool) -> None:
     check = OriginCheck(HttpComponent(), allowed)
-    assert (check.refusal(request(origin, host)) is None) is ok
+    assert (check.refusal(http_request(origin=origin, host=host)) is None) is ok
 
 
 def test_origin_refusal_says_what_is_allowed() -> None:
     check = OriginCheck(HttpComponent(), ["example.com"])
-    why = check.refusal(request("http://evil.com"))
+    why = check.refusal(http_request(origin="http://evil.com", host="localhost:8080"))
     assert why is not None
     assert "'http://evil.com' is not allowed" in why
     assert "same origin (localhost:8080)" in why and "'example.com'" in why
     strict = OriginCheck(HttpComponent(), [], allow_missing=False)
-    assert strict.refusal(request(None)) == "the request has no Origin header"
-
-
-class Recorder(HttpComponent):
-    def __init__(self) -> None:
-        self.opened: list[Connection] = []
-
-    def on_open(self, conn: Connection, request: HttpRequest) -> None:
-        self.opened.append(conn)
-
-
-class FakeConn(Connection):
-    def __init__(self, address: str, resource_id: int = 1) -> None:
-        self.resource_id = resource_id
-        self.remote_address = address
-        self.closed_with: tuple[int, str] | None = None
-
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        self.closed_with = (code, reason)
+    assert strict.refusal(http_request()) == "the request has no Origin header"
 
 
 def test_blacklist_addresses_and_networks() -> None:
-    blacklist = IpBlackList(Recorder(), ["10.0.0.0/8", "192.0.2.7"])
+    blacklist = IpBlackList(RequestRecorder(), ["10.0.0.0/8", "192.0.2.7"])
     assert blacklist.is_blocked("10.1.2.3")
     assert blacklist.is_blocked("::ffff:10.1.2.3")  # IPv4-mapped is the same client
     assert blacklist.is_blocked("192.0.2.7")
@@ -108,35 +77,37 @@ def test_blacklist_addresses_and_networks() -> None:
 
 
 def test_blacklist_refuses_and_closes_existing() -> None:
-    inner = Recorder()
+    inner = RequestRecorder()
     blacklist = IpBlackList(inner)
-    good, bad = FakeConn("198.51.100.1", 1), FakeConn("203.0.113.9", 2)
-    assert blacklist.on_open(good, request(None)) is None
-    assert blacklist.on_open(bad, request(None)) is None
+    good = RecordingConnection(remote_address="198.51.100.1")
+    bad = RecordingConnection(remote_address="203.0.113.9")
+    assert blacklist.on_open(good, http_request()) is None
+    assert blacklist.on_open(bad, http_request()) is None
     blacklist.block("203.0.113.0/24")
-    assert bad.closed_with == (1008, "address blocked") and good.closed_with is None
-    refused = blacklist.on_open(FakeConn("203.0.113.10", 3), request(None))
+    assert bad.closes == [(1008, "address blocked")] and good.closes == []
+    refused = blacklist.on_open(RecordingConnection(remote_address="203.0.113.10"), http_request())
     assert isinstance(refused, HttpResponse) and refused.status == 403
     # At the raw level (in front of HttpServer) a blocked client is just dropped.
-    raw = FakeConn("203.0.113.11", 4)
-    assert blacklist.on_open(raw) is None and raw.closed_with == (1000, "")
+    raw = RecordingConnection(remote_address="203.0.113.11", websocket=False)
+    assert blacklist.on_open(raw) is None and raw.closes == [(1000, "")]
     assert inner.opened == [good, bad]
 
 
 def test_per_ip_limit_counts_open_connections() -> None:
-    limits = ConnectionLimits(Recorder(), max_per_ip=2)
-    conns = [FakeConn("198.51.100.1", n) for n in range(3)]
-    ws = request(None, upgrade=True)
+    limits = ConnectionLimits(RequestRecorder(), max_per_ip=2)
+    conns = [RecordingConnection(remote_address="198.51.100.1") for _ in range(3)]
+    ws = http_request(upgrade=True)
     assert limits.on_open(conns[0], ws) is None
     assert limits.on_open(conns[1], ws) is None
     refused = limits.on_open(conns[2], ws)
     assert isinstance(refused, HttpResponse) and refused.status == 429
     assert b"already has 2 open connections" in bytes(refused.body)
     # Plain requests are not refused.
-    page = FakeConn("198.51.100.1", 9)
-    assert limits.on_open(page, request(None)) is None
+    page = RecordingConnection(remote_address="198.51.100.1")
+    assert limits.on_open(page, http_request()) is None
     limits.on_close(page)
-    assert limits.on_open(FakeConn("198.51.100.2"), ws) is None  # another client
+    other_client = RecordingConnection(remote_address="198.51.100.2")
+    assert limits.on_open(other_client, ws) is None
     limits.on_close(conns[0])
     assert limits.on_open(conns[2], ws) is None
     assert limits.open_count("198.51.100.1") == 2
@@ -144,34 +115,31 @@ def test_per_ip_limit_counts_open_connections() -> None:
 
 def test_handshake_rate_is_a_token_bucket() -> None:
     now = [0.0]
-    limits = ConnectionLimits(Recorder(), handshake_rate=(3, 1.0), clock=lambda: now[0])
-    conn = FakeConn("198.51.100.1")
-    results = [limits.on_open(conn, request(None, upgrade=True)) for _ in range(4)]
+    limits = ConnectionLimits(RequestRecorder(), handshake_rate=(3, 1.0), clock=lambda: now[0])
+    conn = RecordingConnection(remote_address="198.51.100.1")
+    results = [limits.on_open(conn, http_request(upgrade=True)) for _ in range(4)]
     assert results[:3] == [None, None, None]
     refused = results[3]
     assert isinstance(refused, HttpResponse) and refused.status == 429
     assert dict(refused.headers)["Retry-After"] == "1"
     # Plain requests do not spend tokens; other addresses have their own bucket.
-    assert limits.on_open(conn, request(None)) is None
-    assert limits.on_open(FakeConn("198.51.100.2"), request(None, upgrade=True)) is None
+    assert limits.on_open(conn, http_request()) is None
+    other_client = RecordingConnection(remote_address="198.51.100.2")
+    assert limits.on_open(other_client, http_request(upgrade=True)) is None
     now[0] = 0.34  # one token back (3 per second)
-    assert limits.on_open(conn, request(None, upgrade=True)) is None
-    assert isinstance(limits.on_open(conn, request(None, upgrade=True)), HttpResponse)
+    assert limits.on_open(conn, http_request(upgrade=True)) is None
+    assert isinstance(limits.on_open(conn, http_request(upgrade=True)), HttpResponse)
 
 
 def test_handshake_buckets_stay_bounded_under_a_flood() -> None:
     now = [0.0]
-    limits = ConnectionLimits(Recorder(), handshake_rate=(1, 60.0), clock=lambda: now[0])
+    limits = ConnectionLimits(RequestRecorder(), handshake_rate=(1, 60.0), clock=lambda: now[0])
     limits.max_tracked_addresses = 100
     for n in range(1000):
         now[0] += 0.001
-        limits.on_open(FakeConn(f"10.0.{n // 256}.{n % 256}"), request(None, upgrade=True))
+        conn = RecordingConnection(remote_address=f"10.0.{n // 256}.{n % 256}")
+        limits.on_open(conn, http_request(upgrade=True))
     assert len(limits._buckets) <= 100
-
-
-class Echo(MessageComponent):
-    def on_message(self, conn: Connection, msg: Any) -> None:
-        conn.send(msg)
 
 
 async def test_refusals_over_a_real_websocket_client(start_server: Any) -> None:

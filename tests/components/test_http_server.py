@@ -19,18 +19,13 @@ from ratchetpy import (
     HttpRequest,
     HttpResponse,
     HttpServer,
-    MessageComponent,
     Page,
     Router,
     WsServer,
     http_response,
 )
+from support.components import Echo
 from support.frames import read_http_head, read_until_closed
-
-
-class Echo(MessageComponent):
-    def on_message(self, conn: Connection, msg: Any) -> None:
-        conn.send(msg)
 
 
 class Hello(HttpComponent):

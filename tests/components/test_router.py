@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from ratchetpy import Headers, HttpComponent, HttpRequest, HttpResponse, Page, Route, Router
-
-
-def request(path: str, method: str = "GET", host: str = "example.com") -> HttpRequest:
-    return HttpRequest(method=method, target=path, headers=Headers([("Host", host)]))
+from ratchetpy import HttpComponent, HttpRequest, HttpResponse, Page, Route, Router
+from ratchetpy.testing import http_request
 
 
 class Named(HttpComponent):
@@ -59,50 +56,50 @@ def router() -> Router:
     ],
 )
 def test_paths_and_parameters(router: Router, path: str, name: str, params: dict[str, str]) -> None:
-    assert resolved(router, request(path)) == (name, params)
+    assert resolved(router, http_request(path)) == (name, params)
 
 
 @pytest.mark.parametrize(
     "path", ["/nope", "/rooms", "/rooms/", "/rooms/a/b", "/chat/", "/rooms//users/x"]
 )
 def test_unknown_paths_get_404_naming_the_path(router: Router, path: str) -> None:
-    response = refused(router, request(path))
+    response = refused(router, http_request(path))
     assert response.status == 404
     assert f"no route for {path.partition('?')[0]}".encode() in bytes(response.body)
 
 
 def test_wrong_method_gets_405_with_allow(router: Router) -> None:
-    assert resolved(router, request("/api", "POST"))[0] == "api-post"
-    assert resolved(router, request("/api", "HEAD"))[0] == "api-get"
-    response = refused(router, request("/api", "DELETE"))
+    assert resolved(router, http_request("/api", method="POST"))[0] == "api-post"
+    assert resolved(router, http_request("/api", method="HEAD"))[0] == "api-get"
+    response = refused(router, http_request("/api", method="DELETE"))
     assert response.status == 405
     assert dict(response.headers)["Allow"] == "GET, HEAD, POST"
     assert b"DELETE is not allowed for /api" in bytes(response.body)
 
 
 def test_hosts(router: Router) -> None:
-    assert resolved(router, request("/admin", host="admin.example.com:8080"))[0] == "admin"
-    response = refused(router, request("/admin", host="example.com"))
+    assert resolved(router, http_request("/admin", host="admin.example.com:8080"))[0] == "admin"
+    response = refused(router, http_request("/admin", host="example.com"))
     assert response.status == 404
     assert b"served for host admin.example.com" in bytes(response.body)
-    assert resolved(router, request("/wild", host="a.example.com"))[0] == "wild"
-    assert refused(router, request("/wild", host="example.com")).status == 404
-    assert refused(router, request("/wild", host="evilexample.com")).status == 404
+    assert resolved(router, http_request("/wild", host="a.example.com"))[0] == "wild"
+    assert refused(router, http_request("/wild", host="example.com")).status == 404
+    assert refused(router, http_request("/wild", host="evilexample.com")).status == 404
 
 
 def test_exact_routes_win_over_patterns() -> None:
     router = Router()
     router.add("/{anything:path}", Named("catch-all"))
     router.add("/chat", Named("chat"))
-    assert resolved(router, request("/chat"))[0] == "chat"
-    assert resolved(router, request("/other/x"))[0] == "catch-all"
+    assert resolved(router, http_request("/chat"))[0] == "chat"
+    assert resolved(router, http_request("/other/x"))[0] == "catch-all"
 
 
 def test_adding_the_same_route_replaces_it() -> None:
     router = Router()
     router.add("/x", Named("first"))
     router.add("/x", Named("second"))
-    assert resolved(router, request("/x"))[0] == "second"
+    assert resolved(router, http_request("/x"))[0] == "second"
     assert len(router.routes) == 1
 
 
@@ -115,17 +112,17 @@ def test_bad_route_patterns_are_refused(path: str) -> None:
 def test_component_methods_are_used_by_default() -> None:
     router = Router({"/": Page("x")})
     assert router.routes[0] == Route("/", router.routes[0].component, frozenset({"GET", "HEAD"}))
-    assert refused(router, request("/", "POST")).status == 405
+    assert refused(router, http_request("/", method="POST")).status == 405
 
 
 def test_a_path_that_is_not_utf8_is_a_400(router: Router) -> None:
-    response = refused(router, request("/rooms/%FF"))
+    response = refused(router, http_request("/rooms/%FF"))
     assert response.status == 400 and b"not valid UTF-8" in bytes(response.body)
 
 
 def test_an_encoded_slash_does_not_reach_an_exact_route() -> None:
     router = Router({"/a/b": Named("exact")})
     router.add("/a/{name}", Named("param"))
-    assert resolved(router, request("/a/b"))[0] == "exact"
-    assert refused(router, request("/a%2Fb")).status == 404
-    assert resolved(router, request("/a/b%2Fc")) == ("param", {"name": "b/c"})
+    assert resolved(router, http_request("/a/b"))[0] == "exact"
+    assert refused(router, http_request("/a%2Fb")).status == 404
+    assert resolved(router, http_request("/a/b%2Fc")) == ("param", {"name": "b/c"})

@@ -23,8 +23,6 @@ from websockets.trio.client import connect
 from ratchetpy import (
     App,
     Connection,
-    Headers,
-    HttpComponent,
     HttpRequest,
     HttpResponse,
     HttpServer,
@@ -33,6 +31,8 @@ from ratchetpy import (
 )
 from ratchetpy.components.auth import Authenticate
 from ratchetpy.components.session import FlaskSession, InvalidSession, SessionProvider
+from ratchetpy.testing import RecordingConnection, http_request
+from support.components import RequestRecorder
 
 SECRET = "a secret the web app and the WebSocket server share"
 
@@ -60,11 +60,8 @@ def flask_cookie(values: Mapping[str, Any], app: Flask | None = None) -> str:
     return rest.split(";", 1)[0]
 
 
-def cookie_request(value: str | None, name: str = "session") -> HttpRequest:
-    headers = [("Host", "localhost")]
-    if value is not None:
-        headers.append(("Cookie", f"theme=dark; {name}={value}"))
-    return HttpRequest(method="GET", target="/", headers=Headers(headers))
+# Browsers send the web app's other cookies along: the reader must pick the session's.
+THEME = {"theme": "dark"}
 
 
 # -- FlaskSession, without sockets ------------------------------------------------------------
@@ -90,7 +87,7 @@ def test_decodes_every_type_flask_tags() -> None:
         "escaped": {" t": [1, 2]},  # a one-key dict whose key is a tag: Flask escapes it
         "unicode": "héllo ☃",
     }
-    decoded = FlaskSession(SECRET)(cookie_request(flask_cookie(values)))
+    decoded = FlaskSession(SECRET)(http_request(cookies={**THEME, "session": flask_cookie(values)}))
     assert decoded is not None
     assert decoded["user_id"] == "alice"
     assert decoded["count"] == 3 and decoded["ratio"] == 0.5
@@ -125,15 +122,16 @@ def test_what_flask_itself_accepts_we_accept() -> None:
 
 def test_no_cookie_is_no_session() -> None:
     reader = FlaskSession(SECRET)
-    assert reader(cookie_request(None)) is None
-    assert reader(cookie_request("")) is None
-    assert reader(cookie_request(flask_cookie({"a": 1}), name="other")) is None
+    assert reader(http_request()) is None
+    assert reader(http_request(cookies={**THEME, "session": ""})) is None
+    assert reader(http_request(cookies={**THEME, "other": flask_cookie({"a": 1})})) is None
 
 
 def test_cookie_name_and_salt_follow_flask_settings() -> None:
     cookie = flask_cookie({"a": 1}, flask_app(SESSION_COOKIE_NAME="sid"))
-    assert FlaskSession(SECRET, cookie_name="sid")(cookie_request(cookie, "sid")) == {"a": 1}
-    assert FlaskSession(SECRET)(cookie_request(cookie, "sid")) is None
+    as_sid = http_request(cookies={**THEME, "sid": cookie})
+    assert FlaskSession(SECRET, cookie_name="sid")(as_sid) == {"a": 1}
+    assert FlaskSession(SECRET)(as_sid) is None
     with pytest.raises(InvalidSession, match="bad signature"):
         FlaskSession(SECRET, salt="another-salt").loads(cookie)
     with pytest.raises(InvalidSession, match="bad signature"):
@@ -263,27 +261,15 @@ def test_reader_never_shows_its_key() -> None:
 # -- SessionProvider, without sockets ---------------------------------------------------------
 
 
-class Recorder(HttpComponent):
-    def __init__(self) -> None:
-        self.seen: list[HttpRequest] = []
-
-    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResponse:
-        self.seen.append(request)
-        return HttpResponse(200, "ok")
-
-
-class FakeConn(Connection):
-    def __init__(self) -> None:
-        self.resource_id = 1
-        self.remote_address = "198.51.100.7"
+# A documentation address, so that the log lines below visibly name the connection's peer.
+CLIENT = "198.51.100.7"
 
 
 def test_provider_attaches_a_read_only_session() -> None:
-    inner = Recorder()
+    inner = RequestRecorder(HttpResponse(200, "ok"))
     provider = SessionProvider(inner, FlaskSession(SECRET))
-    request = cookie_request(flask_cookie({"user_id": "alice"}))
-    conn = FakeConn()
-    conn.http_request = request
+    request = http_request(cookies={**THEME, "session": flask_cookie({"user_id": "alice"})})
+    conn = RecordingConnection(request=request)
     assert isinstance(provider.on_open(conn, request), HttpResponse)
     assert inner.seen == [request] and inner.seen[0] is request  # the same object, not a copy
     assert request.session == {"user_id": "alice"}
@@ -294,12 +280,13 @@ def test_provider_attaches_a_read_only_session() -> None:
 
 
 def test_provider_never_refuses(caplog: pytest.LogCaptureFixture) -> None:
-    inner = Recorder()
+    inner = RequestRecorder(HttpResponse(200, "ok"))
     provider = SessionProvider(inner, FlaskSession(SECRET))
     caplog.set_level(logging.INFO, "ratchetpy.security")
     for value in (None, "garbage", flask_cookie({"a": 1}, flask_app("wrong key"))):
-        request = cookie_request(value)
-        assert isinstance(provider.on_open(FakeConn(), request), HttpResponse)
+        request = http_request(cookies=None if value is None else {**THEME, "session": value})
+        conn = RecordingConnection(remote_address=CLIENT)
+        assert isinstance(provider.on_open(conn, request), HttpResponse)
         assert request.session == {}
     assert len(inner.seen) == 3
     messages = [record.getMessage() for record in caplog.records]
@@ -320,9 +307,10 @@ def test_a_broken_reader_means_no_session(caplog: pytest.LogCaptureFixture) -> N
         return ["not", "a", "mapping"]
 
     for reader in (down, wrong):
-        inner = Recorder()
-        request = cookie_request("x")
-        assert isinstance(SessionProvider(inner, reader).on_open(FakeConn(), request), HttpResponse)
+        inner = RequestRecorder(HttpResponse(200, "ok"))
+        request = http_request(cookies={**THEME, "session": "x"})
+        answer = SessionProvider(inner, reader).on_open(RecordingConnection(), request)
+        assert isinstance(answer, HttpResponse)
         assert request.session == {} and inner.seen == [request]
     errors = [record for record in caplog.records if record.levelno == logging.ERROR]
     assert len(errors) == 2
@@ -340,25 +328,24 @@ async def test_async_readers() -> None:
         await trio.sleep(0)
         raise InvalidSession("unknown session id")
 
-    inner = Recorder()
+    inner = RequestRecorder(HttpResponse(200, "ok"))
     provider = SessionProvider(inner, from_store)
-    request = cookie_request("s1", "sid")
-    result = provider.on_open(FakeConn(), request)
+    request = http_request(cookies={**THEME, "sid": "s1"})
+    result = provider.on_open(RecordingConnection(), request)
     assert isinstance(await result, HttpResponse)  # type: ignore[misc]
     assert request.session == {"user_id": "alice"}
-    request = cookie_request(None)
-    assert isinstance(await provider.on_open(FakeConn(), request), HttpResponse)  # type: ignore[misc]
+    request = http_request()
+    answer = provider.on_open(RecordingConnection(), request)
+    assert isinstance(await answer, HttpResponse)  # type: ignore[misc]
     assert request.session == {}
-    request = cookie_request("s2", "sid")
-    assert isinstance(
-        await SessionProvider(inner, failing).on_open(FakeConn(), request),  # type: ignore[misc]
-        HttpResponse,
-    )
+    request = http_request(cookies={**THEME, "sid": "s2"})
+    answer = SessionProvider(inner, failing).on_open(RecordingConnection(), request)
+    assert isinstance(await answer, HttpResponse)  # type: ignore[misc]
     assert request.session == {}
 
 
 def test_connections_without_a_request_have_no_session() -> None:
-    conn = FakeConn()
+    conn = RecordingConnection()
     assert conn.session == {} and conn.user_id is None
     with pytest.raises(AttributeError):
         conn.session = {}  # type: ignore[misc]

@@ -5,50 +5,24 @@ from __future__ import annotations
 import email.utils
 import errno
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from ratchetpy import Connection, Headers, HttpRequest
+from ratchetpy import HttpRequest
 from ratchetpy.components.static import StaticFiles
 from ratchetpy.protocol.http import HttpResponse
+from ratchetpy.testing import RecordingConnection, http_request
 
 SECRET = b"TOP SECRET"
 
 
-class FakeConnection(Connection):
-    """Just enough of a connection: StaticFiles never sends on it, it returns its answer."""
-
-    def __init__(self) -> None:
-        self.resource_id = 1
-        self.remote_address = "127.0.0.1"
-        self.sent: list[str | bytes] = []
-
-    def send(self, data: str | bytes) -> None:
-        self.sent.append(data)
-
-
-def request(
-    target: str,
-    *,
-    method: str = "GET",
-    headers: list[tuple[str, str]] | None = None,
-    path_params: Mapping[str, str] | None = None,
-) -> HttpRequest:
-    return HttpRequest(
-        method=method,
-        target=target,
-        headers=Headers(headers or []),
-        path_params=path_params or {},
-    )
-
-
 def serve(app: StaticFiles, req: HttpRequest) -> HttpResponse:
-    conn = FakeConnection()
+    conn = RecordingConnection()
     response = app.on_open(conn, req)
     assert isinstance(response, HttpResponse)
-    assert conn.sent == []  # the answer is returned, never written by the component
+    # The answer is returned: the component neither writes it nor closes the connection.
+    assert conn.sent == [] and conn.closes == []
     return response
 
 
@@ -108,7 +82,7 @@ def site(tmp_path: Path) -> Path:
     ],
 )
 def test_content_types(site: Path, name: str, content_type: str) -> None:
-    response = serve(StaticFiles(site), request(f"/{name}"))
+    response = serve(StaticFiles(site), http_request(f"/{name}"))
     assert response.status == 200
     assert response.content_type == content_type
     assert response.body == (site / name).read_bytes()
@@ -118,40 +92,40 @@ def test_content_types(site: Path, name: str, content_type: str) -> None:
 
 
 def test_path_param_is_used_instead_of_the_request_path(site: Path) -> None:
-    req = request("/assets/docs/page.html", path_params={"path": "docs/page.html"})
+    req = http_request("/assets/docs/page.html", path_params={"path": "docs/page.html"})
     response = serve(StaticFiles(site), req)
     assert response.status == 200
     assert response.body == b"<h1>page</h1>"
 
 
 def test_request_path_is_percent_decoded(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/space%20name.txt?x=1"))
+    response = serve(StaticFiles(site), http_request("/space%20name.txt?x=1"))
     assert response.status == 200
     assert response.body == b"spaced"
 
 
 def test_path_param_is_not_decoded_twice(site: Path) -> None:
-    req = request("/assets/%252e%252e", path_params={"path": "%2e%2e"})
+    req = http_request("/assets/%252e%252e", path_params={"path": "%2e%2e"})
     response = serve(StaticFiles(site), req)
     assert response.status == 200
     assert response.body == b"literal name"
 
 
 def test_max_age(site: Path) -> None:
-    response = serve(StaticFiles(site, max_age=3600), request("/app.js"))
+    response = serve(StaticFiles(site, max_age=3600), http_request("/app.js"))
     assert header(response, "Cache-Control") == "public, max-age=3600"
 
 
 def test_head_keeps_the_body_for_content_length(site: Path) -> None:
     # HttpServer leaves the body out on the wire but needs it to say Content-Length.
-    response = serve(StaticFiles(site), request("/app.js", method="HEAD"))
+    response = serve(StaticFiles(site), http_request("/app.js", method="HEAD"))
     assert response.status == 200
     assert response.body == b"console.log(1)"
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "OPTIONS", "PATCH"])
 def test_other_methods_get_405(site: Path, method: str) -> None:
-    response = serve(StaticFiles(site), request("/app.js", method=method))
+    response = serve(StaticFiles(site), http_request("/app.js", method=method))
     assert response.status == 405
     assert header(response, "Allow") == "GET, HEAD"
     assert method.encode() in body(response)
@@ -162,7 +136,7 @@ def test_methods_attribute_for_the_router(site: Path) -> None:
 
 
 def test_range_is_answered_with_the_whole_file(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/app.js", headers=[("Range", "bytes=0-3")]))
+    response = serve(StaticFiles(site), http_request("/app.js", headers=[("Range", "bytes=0-3")]))
     assert response.status == 200
     assert response.body == b"console.log(1)"
 
@@ -171,20 +145,20 @@ def test_range_is_answered_with_the_whole_file(site: Path) -> None:
 
 
 def test_root_serves_index(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/"))
+    response = serve(StaticFiles(site), http_request("/"))
     assert response.status == 200
     assert response.body == b"<h1>home</h1>"
     assert response.content_type == "text/html; charset=utf-8"
 
 
 def test_subdirectory_with_slash_serves_its_index(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/docs/"))
+    response = serve(StaticFiles(site), http_request("/docs/"))
     assert response.status == 200
     assert response.body == b"<h1>docs</h1>"
 
 
 def test_custom_index(site: Path) -> None:
-    response = serve(StaticFiles(site, index="page.html"), request("/docs/"))
+    response = serve(StaticFiles(site, index="page.html"), http_request("/docs/"))
     assert response.body == b"<h1>page</h1>"
 
 
@@ -201,7 +175,7 @@ def test_custom_index(site: Path) -> None:
 def test_directory_without_slash_redirects(
     site: Path, target: str, params: dict[str, str] | None, location: str
 ) -> None:
-    req = request(target, path_params=params, headers=[("Host", "evil.example")])
+    req = http_request(target, path_params=params, host="evil.example")
     response = serve(StaticFiles(site), req)
     assert response.status == 301
     assert header(response, "Location") == location
@@ -211,37 +185,37 @@ def test_directory_without_slash_redirects(
 def test_redirect_cannot_point_at_another_host(site: Path) -> None:
     # A router might hand over a path with several leading slashes; "//x/" would be a
     # protocol-relative URL to host x. Backslashes are read as slashes by browsers.
-    req = request("//evil.example\\docs", path_params={"path": "docs"})
+    req = http_request("//evil.example\\docs", path_params={"path": "docs"})
     response = serve(StaticFiles(site), req)
     location = header(response, "Location")
     assert location == "/evil.example%5Cdocs/"
 
 
 def test_directory_without_index_is_404(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/empty/"))
+    response = serve(StaticFiles(site), http_request("/empty/"))
     assert response.status == 404
     assert b"/empty/ has no index.html" in body(response)
 
 
 def test_index_none_means_no_directories(site: Path) -> None:
-    response = serve(StaticFiles(site, index=None), request("/docs/"))
+    response = serve(StaticFiles(site, index=None), http_request("/docs/"))
     assert response.status == 404
 
 
 def test_file_with_trailing_slash_is_404(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/app.js/"))
+    response = serve(StaticFiles(site), http_request("/app.js/"))
     assert response.status == 404
 
 
 def test_missing_file_is_404_naming_the_path(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/nope/missing.css"))
+    response = serve(StaticFiles(site), http_request("/nope/missing.css"))
     assert response.status == 404
     assert b"/nope/missing.css" in body(response)
     assert header(response, "X-Content-Type-Options") == "nosniff"
 
 
 def test_missing_under_a_file_is_404(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/app.js/more"))
+    response = serve(StaticFiles(site), http_request("/app.js/more"))
     assert response.status == 404
 
 
@@ -249,7 +223,7 @@ def test_missing_under_a_file_is_404(site: Path) -> None:
 
 
 def test_validators(site: Path) -> None:
-    response = serve(StaticFiles(site), request("/app.js"))
+    response = serve(StaticFiles(site), http_request("/app.js"))
     etag = header(response, "ETag")
     assert etag is not None and etag.startswith('W/"')
     modified = header(response, "Last-Modified")
@@ -260,20 +234,20 @@ def test_validators(site: Path) -> None:
 
 def test_etag_changes_with_the_file(site: Path) -> None:
     app = StaticFiles(site)
-    before = header(serve(app, request("/app.js")), "ETag")
+    before = header(serve(app, http_request("/app.js")), "ETag")
     (site / "app.js").write_text("console.log(22)")
     os.utime(site / "app.js", ns=(1, 10**18))
-    after = header(serve(app, request("/app.js")), "ETag")
+    after = header(serve(app, http_request("/app.js")), "ETag")
     assert before != after
 
 
 @pytest.mark.parametrize("form", ["{etag}", "{strong}", '"x", {etag}', "*", '"x",{etag}'])
 def test_if_none_match_gives_304(site: Path, form: str) -> None:
     app = StaticFiles(site)
-    etag = header(serve(app, request("/app.js")), "ETag")
+    etag = header(serve(app, http_request("/app.js")), "ETag")
     assert etag is not None
     value = form.format(etag=etag, strong=etag.removeprefix("W/"))
-    response = serve(app, request("/app.js", headers=[("If-None-Match", value)]))
+    response = serve(app, http_request("/app.js", headers=[("If-None-Match", value)]))
     assert response.status == 304
     assert response.body == b""
     assert header(response, "ETag") == etag
@@ -286,34 +260,34 @@ def test_if_none_match_mismatch_gives_200_even_if_not_modified_since(site: Path)
         ("If-None-Match", 'W/"something-else"'),
         ("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT"),
     ]
-    response = serve(StaticFiles(site), request("/app.js", headers=headers))
+    response = serve(StaticFiles(site), http_request("/app.js", headers=headers))
     assert response.status == 200
 
 
 def test_if_modified_since(site: Path) -> None:
     app = StaticFiles(site)
-    modified = header(serve(app, request("/app.js")), "Last-Modified")
+    modified = header(serve(app, http_request("/app.js")), "Last-Modified")
     assert modified is not None
-    same = serve(app, request("/app.js", headers=[("If-Modified-Since", modified)]))
+    same = serve(app, http_request("/app.js", headers=[("If-Modified-Since", modified)]))
     assert same.status == 304
     assert same.body == b""
     old = "Mon, 01 Jan 1990 00:00:00 GMT"
-    assert serve(app, request("/app.js", headers=[("If-Modified-Since", old)])).status == 200
+    assert serve(app, http_request("/app.js", headers=[("If-Modified-Since", old)])).status == 200
 
 
 @pytest.mark.parametrize("garbage", ["yesterday", "", "Mon, 99 Foo 2020 99:99:99 GMT"])
 def test_unreadable_if_modified_since_is_ignored(site: Path, garbage: str) -> None:
     response = serve(
-        StaticFiles(site), request("/app.js", headers=[("If-Modified-Since", garbage)])
+        StaticFiles(site), http_request("/app.js", headers=[("If-Modified-Since", garbage)])
     )
     assert response.status == 200
 
 
 def test_conditional_head(site: Path) -> None:
     app = StaticFiles(site)
-    etag = header(serve(app, request("/app.js")), "ETag")
+    etag = header(serve(app, http_request("/app.js")), "ETag")
     assert etag is not None
-    req = request("/app.js", method="HEAD", headers=[("If-None-Match", etag)])
+    req = http_request("/app.js", method="HEAD", headers=[("If-None-Match", etag)])
     assert serve(app, req).status == 304
 
 
@@ -368,7 +342,7 @@ def trap(site: Path) -> Path:
 def test_traversal_is_refused(
     trap: Path, target: str, params: dict[str, str] | None, status: int
 ) -> None:
-    response = serve(StaticFiles(trap), request(target, path_params=params))
+    response = serve(StaticFiles(trap), http_request(target, path_params=params))
     assert response.status == status, response.body
     assert SECRET not in body(response)
     assert b"root:" not in body(response)
@@ -379,34 +353,34 @@ def test_symlink_inside_the_root_is_served(site: Path) -> None:
     (site / "docs-alias").symlink_to(site / "docs")
     (site / "alias.txt").symlink_to("app.js")
     app = StaticFiles(site)
-    assert serve(app, request("/alias.js")).body == b"console.log(1)"
+    assert serve(app, http_request("/alias.js")).body == b"console.log(1)"
     # The type follows the name in the URL, not the link's target.
-    assert serve(app, request("/alias.txt")).content_type == "text/plain; charset=utf-8"
-    assert serve(app, request("/docs-alias/page.html")).body == b"<h1>page</h1>"
+    assert serve(app, http_request("/alias.txt")).content_type == "text/plain; charset=utf-8"
+    assert serve(app, http_request("/docs-alias/page.html")).body == b"<h1>page</h1>"
 
 
 def test_index_symlink_leaving_the_root_is_refused(site: Path) -> None:
     (site / "empty" / "index.html").symlink_to(site.parent / "secret.txt")
-    response = serve(StaticFiles(site), request("/empty/"))
+    response = serve(StaticFiles(site), http_request("/empty/"))
     assert response.status == 403
     assert SECRET not in body(response)
 
 
 def test_follow_symlinks_serves_links_leaving_the_root(trap: Path) -> None:
-    response = serve(StaticFiles(trap, follow_symlinks=True), request("/evil"))
+    response = serve(StaticFiles(trap, follow_symlinks=True), http_request("/evil"))
     assert response.status == 200
     assert response.body == SECRET
 
 
 def test_follow_symlinks_still_refuses_dot_dot(trap: Path) -> None:
-    response = serve(StaticFiles(trap, follow_symlinks=True), request("/../secret.txt"))
+    response = serve(StaticFiles(trap, follow_symlinks=True), http_request("/../secret.txt"))
     assert response.status == 400
 
 
 def test_root_given_through_a_symlink(site: Path, tmp_path: Path) -> None:
     link = tmp_path / "public-link"
     link.symlink_to(site)
-    assert serve(StaticFiles(link), request("/app.js")).status == 200
+    assert serve(StaticFiles(link), http_request("/app.js")).status == 200
 
 
 def test_sibling_directory_with_common_prefix_is_outside(tmp_path: Path) -> None:
@@ -416,7 +390,7 @@ def test_sibling_directory_with_common_prefix_is_outside(tmp_path: Path) -> None
     private.mkdir()
     (private / "key").write_bytes(SECRET)
     (root / "key").symlink_to(private / "key")
-    response = serve(StaticFiles(root), request("/key"))
+    response = serve(StaticFiles(root), http_request("/key"))
     assert response.status == 403
 
 
@@ -425,7 +399,7 @@ def test_sibling_directory_with_common_prefix_is_outside(tmp_path: Path) -> None
 
 def test_fifo_is_refused_without_blocking(site: Path) -> None:
     os.mkfifo(site / "pipe")
-    response = serve(StaticFiles(site), request("/pipe"))
+    response = serve(StaticFiles(site), http_request("/pipe"))
     assert response.status == 403
 
 
@@ -439,7 +413,7 @@ def test_unreadable_file_is_403(site: Path, monkeypatch: pytest.MonkeyPatch) -> 
         return real_open(path, flags, *args)
 
     monkeypatch.setattr(os, "open", refuse)
-    response = serve(StaticFiles(site), request("/app.js"))
+    response = serve(StaticFiles(site), http_request("/app.js"))
     assert response.status == 403
     assert b"/app.js" in body(response)
 
@@ -451,7 +425,7 @@ def test_symlink_swapped_in_after_the_check_is_refused(
         raise OSError(errno.ELOOP, "Too many levels of symbolic links", path)
 
     monkeypatch.setattr(os, "open", looping)
-    assert serve(StaticFiles(site), request("/app.js")).status == 403
+    assert serve(StaticFiles(site), http_request("/app.js")).status == 403
 
 
 def test_other_read_errors_are_500(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -459,7 +433,7 @@ def test_other_read_errors_are_500(site: Path, monkeypatch: pytest.MonkeyPatch) 
         raise OSError(errno.EIO, "Input/output error", path)
 
     monkeypatch.setattr(os, "open", broken)
-    response = serve(StaticFiles(site), request("/app.js"))
+    response = serve(StaticFiles(site), http_request("/app.js"))
     assert response.status == 500
     assert b"/app.js" in body(response)
 
@@ -468,11 +442,11 @@ def test_big_file_is_refused(site: Path) -> None:
     (site / "big.bin").write_bytes(b"x" * 11)
     (site / "fits.bin").write_bytes(b"x" * 10)
     app = StaticFiles(site, max_file_size=10)
-    refused = serve(app, request("/big.bin"))
+    refused = serve(app, http_request("/big.bin"))
     assert refused.status == 403
     assert b"11 bytes" in body(refused)
     assert b"limit of 10 bytes" in body(refused)
-    assert serve(app, request("/fits.bin")).status == 200
+    assert serve(app, http_request("/fits.bin")).status == 200
 
 
 # -- configuration --------------------------------------------------------------------------

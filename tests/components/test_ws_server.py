@@ -12,32 +12,7 @@ from websockets.exceptions import InvalidStatus
 from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, MessageComponent, WsServer, broadcast
-
-
-class Echo(MessageComponent):
-    def on_message(self, conn: Connection, msg: Any) -> None:
-        conn.send(msg)
-
-
-class Recorder(MessageComponent):
-    """Remembers what happened, in order."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-        self.conns: list[Connection] = []
-        self.closed = trio.Event()
-
-    def on_open(self, conn: Connection) -> None:
-        self.conns.append(conn)
-        self.events.append(("open", conn.resource_id))
-
-    def on_message(self, conn: Connection, msg: Any) -> None:
-        self.events.append(("message", msg))
-        conn.send(msg)
-
-    def on_close(self, conn: Connection) -> None:
-        self.events.append(("close", getattr(conn, "close_code", None)))
-        self.closed.set()
+from support.components import Echo, Recorder
 
 
 class Chat(MessageComponent):

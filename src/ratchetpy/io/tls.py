@@ -31,7 +31,7 @@ import ssl
 import trio
 
 from ..exceptions import ServerError
-from .transport import CLOSING, Hub, TcpConnection
+from .transport import Hub, TcpConnection
 
 logger = logging.getLogger("ratchetpy.io")
 
@@ -268,14 +268,11 @@ class TlsConnection(TcpConnection):
                     continue
             offset = self._cipher_offset
             cipher = self._cipher
-            try:
-                sent = sock.send(memoryview(cipher)[offset:] if offset else cipher)
-            except BlockingIOError:
-                return False
-            except OSError as exc:
-                logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
-                self.abort()
+            sent = self._send(memoryview(cipher)[offset:] if offset else cipher)
+            if sent is None:
                 return True
+            if sent < 0:
+                return False
             self._out_size -= sent
             offset += sent
             if offset < len(cipher):
@@ -283,9 +280,7 @@ class TlsConnection(TcpConnection):
                 return False
             self._cipher = b""
             self._cipher_offset = 0
-        self._wake_drain_waiters()
-        if self._state == CLOSING:
-            self._shutdown_write()
+        self._written_all()
         return True
 
     def _has_output(self) -> bool:

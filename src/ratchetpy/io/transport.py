@@ -277,25 +277,38 @@ class TcpConnection(Connection):
 
     def _write_once(self) -> bool:
         """One non-blocking send of everything queued; True if the queue is now empty."""
-        sock = self._sock
-        if sock is None:
+        sent = self._send(self._pending_bytes())
+        if sent is None:
             return True
-        try:
-            sent = sock.send(self._pending_bytes())
-        except BlockingIOError:
+        if sent < 0:
             return False
-        except OSError as exc:
-            logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
-            self.abort()
-            return True
         self.counters.bytes_out += sent
         self._consumed(sent)
         if self._out:
             return False
+        self._written_all()
+        return True
+
+    def _send(self, data: bytes | memoryview) -> int | None:
+        """One non-blocking ``send()``: the bytes it took, -1 if the socket would block, or
+        ``None`` when the connection is gone (a failed write drops it)."""
+        sock = self._sock
+        if sock is None:
+            return None
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return -1
+        except OSError as exc:
+            logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
+            self.abort()
+            return None
+
+    def _written_all(self) -> None:
+        """The queue is empty: wake drain() waiters; a closing connection half-closes now."""
         self._wake_drain_waiters()
         if self._state == CLOSING:
             self._shutdown_write()
-        return True
 
     def _consumed(self, sent: int) -> None:
         self._out_size -= sent

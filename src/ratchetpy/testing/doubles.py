@@ -133,12 +133,22 @@ def http_request(
     body: bytes = b"",
     scheme: str = "http",
     path_params: Mapping[str, str] | None = None,
+    upgrade: bool = False,
 ) -> HttpRequest:
     """The parsed request an HTTP component receives: ``Host`` (unless ``None``),
-    ``Origin`` and ``Cookie`` headers are added from the arguments."""
+    ``Origin`` and ``Cookie`` headers are added from the arguments, and with ``upgrade=True``
+    the headers of a WebSocket opening handshake (``Upgrade``, ``Connection``,
+    ``Sec-WebSocket-Key``, ``Sec-WebSocket-Version``)."""
     items: list[tuple[str, str]] = []
     if host is not None:
         items.append(("Host", host))
+    if upgrade:
+        items += [
+            ("Upgrade", "websocket"),
+            ("Connection", "Upgrade"),
+            ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("Sec-WebSocket-Version", "13"),
+        ]
     items.extend(headers)
     if origin is not None:
         items.append(("Origin", origin))

@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Container
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..exceptions import InvalidUri, ProtocolViolation
 
@@ -642,6 +642,8 @@ def _args_kwargs(raw: list[Any], start: int, name: str) -> tuple[list[Any], dict
     return args, kwargs
 
 
+_M = TypeVar("_M")
+
 _CLIENT_ROLES = frozenset({"caller", "callee", "publisher", "subscriber"})
 
 
@@ -781,18 +783,25 @@ def parse(raw: object) -> ClientMessage:
     unknown or router-only message type, a wrong length or a wrong type (the router aborts).
     Session state (HELLO only first, no HELLO twice) is the router's to check.
     """
+    return _parse_with(_PARSERS, raw, sender="clients", other="routers")
+
+
+def _parse_with(
+    parsers: Mapping[int, Callable[[list[Any]], _M]], raw: object, *, sender: str, other: str
+) -> _M:
+    """Check the envelope (a non-empty list with an int type code), then the message."""
     if type(raw) is not list:
         raise ProtocolViolation(f"a WAMP message must be a list, got {_show(raw)}")
     if not raw:
         raise ProtocolViolation("a WAMP message must not be empty")
     code = raw[0]
-    parser = _PARSERS.get(code) if type(code) is int else None
+    parser = parsers.get(code) if type(code) is int else None
     if parser is not None:
         return parser(raw)
     if type(code) is not int:
         raise ProtocolViolation(f"message type must be an int, got {_show(code)}")
     if code in MESSAGE_NAMES:
-        raise ProtocolViolation(f"{MESSAGE_NAMES[code]} ({code}) is sent by routers, not clients")
+        raise ProtocolViolation(f"{MESSAGE_NAMES[code]} ({code}) is sent by {other}, not {sender}")
     if code in _ADVANCED:
         raise ProtocolViolation(
             f"{_ADVANCED[code]} ({code}) belongs to the Advanced Profile, which is not supported"
@@ -908,19 +917,7 @@ def parse_router_message(raw: object) -> RouterMessage:
     REGISTERED, UNREGISTERED and INVOCATION. Raises :class:`~ratchetpy.ProtocolViolation` for
     anything else; a client then aborts the session.
     """
-    if type(raw) is not list:
-        raise ProtocolViolation(f"a WAMP message must be a list, got {_show(raw)}")
-    if not raw:
-        raise ProtocolViolation("a WAMP message must not be empty")
-    code = raw[0]
-    parser = _ROUTER_PARSERS.get(code) if type(code) is int else None
-    if parser is not None:
-        return parser(raw)
-    if type(code) is not int:
-        raise ProtocolViolation(f"message type must be an int, got {_show(code)}")
-    if code in MESSAGE_NAMES:
-        raise ProtocolViolation(f"{MESSAGE_NAMES[code]} ({code}) is sent by clients, not routers")
-    raise ProtocolViolation(f"unknown or unsupported message type {_show(code)}")
+    return _parse_with(_ROUTER_PARSERS, raw, sender="routers", other="clients")
 
 
 # -- ids -----------------------------------------------------------------------------------------
