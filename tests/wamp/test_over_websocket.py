@@ -4,11 +4,9 @@ msgpack, protocol faults and shutdown."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-import msgpack  # type: ignore[import-untyped]
 import pytest
 import trio
 from websockets.exceptions import ConnectionClosed, InvalidStatus
@@ -41,10 +39,8 @@ from ratchetpy.wamp.messages import (
     WELCOME,
     YIELD,
 )
+from support.wamp import JSON, MSGPACK, ROLES, decode, encode
 
-JSON = "wamp.2.json"
-MSGPACK = "wamp.2.msgpack"
-ROLES: dict[str, Any] = {"roles": {"publisher": {}, "subscriber": {}, "caller": {}, "callee": {}}}
 TIMEOUT = 5
 
 Serve = Callable[..., Awaitable[tuple[Any, int]]]
@@ -83,21 +79,12 @@ class Client:
         self.binary = ws.subprotocol == MSGPACK
 
     async def send(self, *message: Any) -> None:
-        if self.binary:
-            await self.ws.send(msgpack.packb(list(message), use_bin_type=True))
-        else:
-            await self.ws.send(json.dumps(list(message)))
+        await self.ws.send(encode(self.ws.subprotocol, list(message)))
 
     async def recv(self) -> list[Any]:
         with trio.fail_after(TIMEOUT):
             data = await self.ws.recv()
-        if self.binary:
-            assert isinstance(data, bytes)
-            message: list[Any] = msgpack.unpackb(data, raw=False)
-        else:
-            assert isinstance(data, str)
-            message = json.loads(data)
-        return message
+        return decode(self.ws.subprotocol, data)
 
     async def join(self, realm: str = "realm1") -> int:
         await self.send(HELLO, realm, ROLES)
