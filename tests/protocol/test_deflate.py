@@ -277,6 +277,20 @@ def test_inflater_handles_final_block() -> None:
         assert inflater.decompress_message(payload) == TEXT
 
 
+@pytest.mark.parametrize("split", [None, -1, -3])
+def test_what_follows_a_final_block_is_ignored_however_the_reads_split(split: int | None) -> None:
+    # Found by the differential tests: with the final block and the byte after it in one read,
+    # zlib leaves the byte unused; in two reads, the byte reached a fresh inflater and failed.
+    c = zlib.compressobj(wbits=-15)
+    payload = c.compress(TEXT) + c.flush(zlib.Z_FINISH) + b"\xff\x00\xff"
+    inflater = Inflater(DEFAULT)
+    pieces = [payload] if split is None else [payload[:split], payload[split:]]
+    out = b"".join(inflater.decompress(piece) for piece in pieces)
+    assert out + inflater.finish_message() == TEXT
+    # ... and the next message starts a deflate stream of its own.
+    assert inflater.decompress_message(client_compress(zlib.compressobj(wbits=-15), TEXT)) == TEXT
+
+
 def test_inflater_corrupt_data() -> None:
     with pytest.raises(zlib.error):
         Inflater(DEFAULT).decompress_message(b"\xff\xff\xff\xff")

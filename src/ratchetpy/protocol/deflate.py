@@ -267,13 +267,16 @@ def _strip_tail(out: bytes) -> bytes:
 class Inflater:
     """Decompresses incoming messages for one connection, never past a size bound."""
 
-    __slots__ = ("_decompressor", "_no_context_takeover", "_wbits")
+    __slots__ = ("_decompressor", "_ended", "_no_context_takeover", "_wbits")
 
     def __init__(self, params: DeflateParameters) -> None:
         self._no_context_takeover = params.client_no_context_takeover
         # Clients built on zlib compress with a 9-bit window when they agreed on 8, so accept it.
         self._wbits = -max(params.client_max_window_bits, 9)
         self._decompressor: zlib._Decompress | None = None
+        # The message's deflate data ended with a final block: until the message ends, the
+        # bytes that follow belong to no deflate stream and are ignored.
+        self._ended = False
 
     def decompress(self, data: bytes | bytearray, max_length: int = 0) -> bytes:
         """Feed one piece of a compressed message; return at most ``max_length`` bytes (0: any).
@@ -282,18 +285,27 @@ class Inflater:
         remaining budget plus one, so a longer result means the message is too big. Raises
         ``zlib.error`` on corrupt data.
         """
+        if self._ended:
+            return b""
         decompressor = self._decompressor
         if decompressor is None:
             decompressor = self._decompressor = zlib.decompressobj(self._wbits)
         out = decompressor.decompress(data, max_length)
         if decompressor.eof:
-            # The peer ended the stream with a BFINAL block (RFC 7692 7.2.3.4); start afresh,
-            # since nothing after a final block can refer back into it.
+            # The peer ended the stream with a BFINAL block (RFC 7692 7.2.3.4): what is left of
+            # this message is ignored, as zlib leaves it unused when it comes in the same
+            # piece (so the outcome does not depend on where the reads split the frame), and
+            # the next message starts afresh, since nothing after a final block can refer back
+            # into it.
             self._decompressor = None
+            self._ended = True
         return out
 
     def finish_message(self, max_length: int = 0) -> bytes:
         """Feed the end-of-message tail and return what it flushes out (same bound rule)."""
+        if self._ended:
+            self._ended = False
+            return b""
         decompressor = self._decompressor
         out = b""
         if decompressor is not None:
