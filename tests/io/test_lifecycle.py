@@ -64,7 +64,9 @@ async def test_slow_consumer_is_closed_and_memory_stays_bounded(start_server: An
 
 
 async def test_client_flooding_without_reading_is_throttled_not_buffered(start_server: Any) -> None:
-    class Echo(MessageComponent):
+    class PeakEcho(MessageComponent):
+        """Echoes, and notes the most that was ever queued for the client."""
+
         def __init__(self) -> None:
             self.peak = 0
 
@@ -72,7 +74,7 @@ async def test_client_flooding_without_reading_is_throttled_not_buffered(start_s
             conn.send(msg)
             self.peak = max(self.peak, conn.buffered_amount)
 
-    echo = Echo()
+    echo = PeakEcho()
     limit = 256 * 1024
     _, port = await start_server(HttpServer(WsServer(echo, compression=None)), write_limit=limit)
     stream, _ = await raw_websocket(port)

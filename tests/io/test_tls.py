@@ -54,7 +54,9 @@ def client_ctx(ca: trustme.CA) -> ssl.SSLContext:
     return ctx
 
 
-class Echo(MessageComponent):
+class SecureEcho(MessageComponent):
+    """Echoes, and notes whether each connection was TLS as the component sees it."""
+
     def __init__(self) -> None:
         self.secure: list[bool] = []
         self.opened = 0
@@ -83,7 +85,7 @@ async def test_wss_echo_text_binary_and_a_large_message(
     start_server: Any, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
     size = 2 * 2**20
-    app = HttpServer(WsServer(Echo(), max_message_size=4 * size, compression=None))
+    app = HttpServer(WsServer(SecureEcho(), max_message_size=4 * size, compression=None))
     server, port = await start_server(app, ssl_context=server_ctx)
     big = os.urandom(size)  # incompressible, and bigger than any socket buffer
     async with connect(f"wss://localhost:{port}/", ssl=client_ctx, max_size=4 * size) as ws:
@@ -103,7 +105,7 @@ async def test_wss_echo_text_binary_and_a_large_message(
 async def test_raw_tcp_component_over_tls_sees_secure_and_plaintext_counts(
     start_server: Any, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
-    echo = Echo()
+    echo = SecureEcho()
     server, port = await start_server(echo, ssl_context=server_ctx)
     stream = await tls_stream(port, client_ctx)
     async with stream:
@@ -116,7 +118,7 @@ async def test_raw_tcp_component_over_tls_sees_secure_and_plaintext_counts(
     stats = server.stats()
     assert (stats.bytes_in, stats.bytes_out, stats.connections_total) == (14, 14, 1)
 
-    plain = Echo()
+    plain = SecureEcho()
     _, plain_port = await start_server(plain)
     async with await trio.open_tcp_stream("127.0.0.1", plain_port) as raw:
         await raw.send_all(b"x")
@@ -157,7 +159,7 @@ async def test_request_sent_with_the_last_handshake_flight_is_answered(
     start_server: Any, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
     """Client Finished and the first request in one write: the server must not wait for more."""
-    _, port = await start_server(Echo(), ssl_context=server_ctx)
+    _, port = await start_server(SecureEcho(), ssl_context=server_ctx)
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     tls = client_ctx.wrap_bio(incoming, outgoing, server_hostname="localhost")
     async with await trio.open_tcp_stream("127.0.0.1", port) as tcp:
@@ -229,7 +231,7 @@ async def test_certfile_and_keyfile(
         both = tmp_path / "both.pem"
         cert.private_key_and_cert_chain_pem.write_to_path(str(both))
         options = {"certfile": str(both)}
-    server, port = await start_server(HttpServer(WsServer(Echo())), **options)
+    server, port = await start_server(HttpServer(WsServer(SecureEcho())), **options)
     assert server.ssl_context is not None
     async with connect(f"wss://localhost:{port}/", ssl=client_ctx) as ws:
         await ws.send("files")
@@ -253,7 +255,7 @@ async def test_plain_http_on_the_tls_port_is_dropped_and_the_server_goes_on(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="ratchetpy")
-    echo = Echo()
+    echo = SecureEcho()
     _, port = await start_server(HttpServer(WsServer(echo)), ssl_context=server_ctx)
     async with await trio.open_tcp_stream("127.0.0.1", port) as raw:
         await raw.send_all(upgrade_request())
@@ -274,7 +276,7 @@ async def test_a_client_that_never_handshakes_is_dropped_after_the_timeout(
     start_server: Any, server_ctx: ssl.SSLContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ratchetpy")
-    echo = Echo()
+    echo = SecureEcho()
     server, port = await start_server(echo, ssl_context=server_ctx, tls_handshake_timeout=0.2)
     async with await trio.open_tcp_stream("127.0.0.1", port) as raw:
         with trio.fail_after(5):
@@ -288,7 +290,7 @@ async def test_a_client_that_never_handshakes_is_dropped_after_the_timeout(
 async def test_graceful_shutdown_over_tls_sends_1001_and_close_notify(
     start_server: Any, server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext
 ) -> None:
-    server, port = await start_server(HttpServer(WsServer(Echo())), ssl_context=server_ctx)
+    server, port = await start_server(HttpServer(WsServer(SecureEcho())), ssl_context=server_ctx)
     raw = await tls_stream(port, client_ctx)
     async with connect(f"wss://localhost:{port}/", ssl=client_ctx) as ws:
         await raw.send_all(upgrade_request())
@@ -320,7 +322,7 @@ async def test_raw_close_sends_close_notify_and_ragged_eof_is_tolerated(
     client_ctx: ssl.SSLContext,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    class Bye(Echo):
+    class Bye(SecureEcho):
         def on_message(self, conn: Connection, msg: Any) -> None:
             if msg == b"bye":
                 conn.send(b"goodbye")
