@@ -20,7 +20,7 @@ from ratchetpy import (
 )
 from ratchetpy.exceptions import HandshakeRefused, WampCallError
 from ratchetpy.testing import RecordingConnection, http_request, open_memory_server, resolve
-from support.components import Echo
+from support.components import Echo, Recorder
 from support.examples import load_example
 
 
@@ -105,6 +105,18 @@ async def test_shutdown_closes_every_client_with_1001() -> None:
         assert closed.value.code == 1001
         await server.aclose()
         assert server.connections == 0
+
+
+async def test_leaving_the_block_with_clients_still_open_is_immediate() -> None:
+    # Nobody reads the clients once the block is over, so waiting for their answer to the
+    # 1001 would only stall every test that forgets to close a client (shutdown_timeout=5).
+    recorder = Recorder()
+    with trio.fail_after(2):
+        async with open_memory_server(recorder) as server:
+            await server.connect_websocket("/")
+            await server.connect_websocket("/")
+    assert [kind for kind, _ in recorder.events] == ["open", "open", "close", "close"]
+    assert server.connections == 0
 
 
 async def test_a_raw_tcp_component() -> None:

@@ -236,6 +236,9 @@ class MemoryServer:
         at most for them to close and drops the rest. A checkpoint; returns when every
         connection is gone. Clients that should hear their 1001 must be read meanwhile (see
         :meth:`shutdown`)."""
+        await self._shut_down(clients_answer=True)
+
+    async def _shut_down(self, *, clients_answer: bool) -> None:
         if self._stopping:
             await self._all_closed.wait()
             return
@@ -252,6 +255,11 @@ class MemoryServer:
                 except Exception:
                     logger.exception("on_shutdown raised for connection #%d", transport.resource_id)
                     transport.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
+        if not clients_answer:
+            # The test is over and nobody reads the clients' ends any more: hang them up, so
+            # that the server's on_close handlers run now rather than at the timeout.
+            for transport in list(self._open):
+                transport.stream.hang_up()
         with trio.move_on_after(self.shutdown_timeout):
             await self._all_closed.wait()
         for transport in list(self._open):
@@ -319,7 +327,9 @@ async def open_memory_server(
     close_timeout: float = 10.0,
     shutdown_timeout: float = 5.0,
 ) -> AsyncIterator[MemoryServer]:
-    """Serve ``app`` in memory for the block, then shut it down gracefully.
+    """Serve ``app`` in memory for the block, then shut it down gracefully (``on_shutdown``
+    for every connection still open, whose clients are then hung up: nobody reads them once
+    the block is over).
 
     ``app`` is what you would serve for real: an :class:`~ratchetpy.App`, an
     :class:`~ratchetpy.IoServer`, a stack (``HttpServer(...)``), or a single
@@ -343,12 +353,12 @@ async def open_memory_server(
         )
         try:
             yield server
-        except BaseException as exc:
+        except Exception as exc:
             # Raised after the nursery, so that it is not wrapped in an exception group.
             body_error = exc
         finally:
             with trio.CancelScope(shield=True):
-                await server.aclose()
+                await server._shut_down(clients_answer=False)
             nursery.cancel_scope.cancel()
     if body_error is not None:
         raise body_error
