@@ -140,11 +140,7 @@ def header_lines(draw: st.DrawFn) -> list[tuple[str, str]]:
 def framing(draw: st.DrawFn) -> tuple[list[tuple[str, str]], bytes]:
     """How the body is delimited, honestly or not."""
     body = draw(st.binary(max_size=MAX_BODY + 8))
-    kind = draw(
-        st.sampled_from(
-            ["none", "length", "length", "chunked", "chunked", "wrong-length"]
-        )
-    )
+    kind = draw(st.sampled_from(["none", "length", "length", "chunked", "chunked", "wrong-length"]))
     if kind == "none":
         return [], b""
     if kind == "wrong-length":  # now and then a framing fault instead of the short body
