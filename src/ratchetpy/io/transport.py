@@ -207,7 +207,9 @@ class TcpConnection(Connection):
         self._out.append(data)
         self._out_size += len(data)
         if not self._dirty:
-            self._mark_dirty()
+            # _mark_dirty, inline: write() runs once per message sent.
+            self._dirty = True
+            self._hub.mark_dirty(self)
         return True
 
     def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None:
@@ -277,11 +279,18 @@ class TcpConnection(Connection):
 
     def _write_once(self) -> bool:
         """One non-blocking send of everything queued; True if the queue is now empty."""
-        sent = self._send(self._pending_bytes())
-        if sent is None:
+        # The socket call is inline rather than through _send: this runs once per flushed
+        # connection per batch, the hottest path after write() itself.
+        sock = self._sock
+        if sock is None:
             return True
-        if sent < 0:
+        try:
+            sent = sock.send(self._pending_bytes())
+        except BlockingIOError:
             return False
+        except OSError as exc:
+            self._write_failed(exc)
+            return True
         self.counters.bytes_out += sent
         self._consumed(sent)
         if self._out:
@@ -300,9 +309,13 @@ class TcpConnection(Connection):
         except BlockingIOError:
             return -1
         except OSError as exc:
-            logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
-            self.abort()
+            self._write_failed(exc)
             return None
+
+    def _write_failed(self, exc: OSError) -> None:
+        """The kernel refused a write (the peer reset, the socket broke): drop the connection."""
+        logger.debug("connection #%s: write failed: %s", self.resource_id, exc)
+        self.abort()
 
     def _written_all(self) -> None:
         """The queue is empty: wake drain() waiters; a closing connection half-closes now."""

@@ -1,0 +1,47 @@
+"""TcpConnection's write path on a real socket pair, without a server around it."""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+import pytest
+
+from ratchetpy.exceptions import ConnectionClosed
+from ratchetpy.io.transport import Hub, TcpConnection
+
+
+def open_pair(hub: Hub) -> tuple[TcpConnection, socket.socket]:
+    ours, theirs = socket.socketpair()
+    ours.setblocking(False)
+    return TcpConnection(hub, ours, 1, "peer"), theirs
+
+
+async def test_queued_writes_go_out_in_one_send_per_flush() -> None:
+    hub = Hub(write_limit=2**20, close_timeout=10)
+    conn, peer = open_pair(hub)
+    with peer:
+        assert conn.write(b"one ") and conn.write(b"two")
+        assert conn.buffered_amount == 7
+        hub.flush_all()
+        assert conn.buffered_amount == 0
+        assert peer.recv(100) == b"one two"
+        assert hub.counters.bytes_out == 7
+        conn.finish()
+
+
+async def test_a_write_the_kernel_refuses_drops_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hub = Hub(write_limit=2**20, close_timeout=10)
+    conn, peer = open_pair(hub)
+    peer.close()  # the next send() fails with EPIPE
+    conn.write(b"for nobody")
+    with caplog.at_level(logging.DEBUG, logger="ratchetpy.io"):
+        hub.flush_all()
+    assert conn.aborted and conn.closed
+    assert "connection #1: write failed" in caplog.text
+    assert not conn.write(b"more"), "a dropped connection queues nothing"
+    with pytest.raises(ConnectionClosed):
+        await conn.drain()  # what was queued is lost, and drain() says so
+    conn.finish()
