@@ -24,6 +24,7 @@ __all__ = [
     "guarded",
     "invoke",
     "report_error",
+    "shut_down",
     "when_answered",
 ]
 
@@ -225,6 +226,29 @@ async def _await_error_handler(conn: Connection, result: Awaitable[Any]) -> None
     except Exception:
         logger.exception("async on_error raised; closing #%s", conn.resource_id)
         conn.close(1011, "internal error")
+
+
+#: What every connection hears when its server shuts down gracefully ("going away").
+SHUTDOWN_CODE = 1001
+SHUTDOWN_REASON = "server shutting down"
+
+
+def shut_down(component: Any, conn: Connection) -> None:
+    """End ``conn`` for a graceful server shutdown: ``component.on_shutdown(conn, 1001, ...)``,
+    or a plain close when the component lacks the hook or it raises (logged).
+
+    The hook is declared on :class:`MessageComponent` and :class:`HttpComponent`; a component
+    of the user's own that derives from neither may lack it, hence the look-up.
+    """
+    on_shutdown = getattr(component, "on_shutdown", None)
+    if on_shutdown is None:
+        conn.close(SHUTDOWN_CODE, SHUTDOWN_REASON)
+        return
+    try:
+        on_shutdown(conn, SHUTDOWN_CODE, SHUTDOWN_REASON)
+    except Exception:
+        logger.exception("on_shutdown raised for connection #%s", conn.resource_id)
+        conn.close(SHUTDOWN_CODE, SHUTDOWN_REASON)
 
 
 async def guarded(component: Any, conn: Connection, result: Awaitable[Any]) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..components.base import MaybeAwaitable, guarded, report_error
+from ..components.base import MaybeAwaitable, guarded, report_error, shut_down
 from ..components.connection import Connection, Timer
 from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
 from .timers import ServerTimers, run_callback
@@ -41,9 +41,6 @@ __all__ = ["IoServer", "ServerComponent", "ServerStats"]
 logger = logging.getLogger("ratchetpy.server")
 
 _RECV_SIZE = 65536
-# What every connection hears when the server shuts down gracefully ("going away").
-_SHUTDOWN_CODE = 1001
-_SHUTDOWN_REASON = "server shutting down"
 # accept() errors that mean "out of resources for now": back off instead of spinning.
 _ACCEPT_BACKOFF_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -343,7 +340,7 @@ class IoServer:
                 nursery.cancel_scope.cancel()
         finally:
             self._trio_token = None
-            self._stop_timers()
+            self._timers.stop_all()
             self._close_listener()
             for conn in list(self._connections):
                 conn.abort()
@@ -544,31 +541,18 @@ class IoServer:
         if result is not None:
             await guarded(self.component, conn, result)
 
-    def _stop_timers(self) -> None:
-        self._timers.stop_all()
-
     async def _graceful_shutdown(self) -> None:
         self._close_listener()
-        self._stop_timers()
+        self._timers.stop_all()
         logger.info("shutting down: closing %d connections", len(self._connections))
         if not self._connections:
             return
         self._all_closed = trio.Event()
-        # Declared on MessageComponent and HttpComponent; a component of your own that does
-        # not derive from them may lack it, and then its connections are simply closed.
-        on_shutdown = getattr(self.component, "on_shutdown", None)
         for conn, opened in list(self._connections.items()):
-            if not opened:
+            if opened:
+                shut_down(self.component, conn)
+            else:
                 conn.abort()  # the component never saw it (a TLS handshake, not started yet)
-                continue
-            if on_shutdown is None:
-                conn.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
-                continue
-            try:
-                on_shutdown(conn, _SHUTDOWN_CODE, _SHUTDOWN_REASON)
-            except Exception:
-                logger.exception("on_shutdown raised for connection #%d", conn.resource_id)
-                conn.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
         self._hub.flush_all()
         with trio.move_on_after(self.shutdown_timeout) as scope:
             await self._all_closed.wait()

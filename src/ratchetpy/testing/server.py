@@ -22,7 +22,7 @@ import trio.testing
 
 from ..app import App
 from ..client import Session, open_session
-from ..components.base import MessageComponent, guarded, report_error
+from ..components.base import MessageComponent, guarded, report_error, shut_down
 from ..components.connection import Counters
 from ..components.http_server import HttpServer
 from ..components.ws_server import WsServer
@@ -37,9 +37,6 @@ from .memory import MemoryStream, MemoryTransport
 __all__ = ["MemoryServer", "open_memory_server"]
 
 logger = logging.getLogger("ratchetpy.testing")
-
-_SHUTDOWN_CODE = 1001
-_SHUTDOWN_REASON = "server shutting down"
 
 
 def _stack(app: Any, raw: bool) -> Any:
@@ -243,18 +240,11 @@ class MemoryServer:
             await self._all_closed.wait()
             return
         self._stopping = True
-        on_shutdown = getattr(self.component, "on_shutdown", None)
         for transport, opened in list(self._open.items()):
-            if not opened:
-                transport.abort()
-            elif on_shutdown is None:
-                transport.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
+            if opened:
+                shut_down(self.component, transport)
             else:
-                try:
-                    on_shutdown(transport, _SHUTDOWN_CODE, _SHUTDOWN_REASON)
-                except Exception:
-                    logger.exception("on_shutdown raised for connection #%d", transport.resource_id)
-                    transport.close(_SHUTDOWN_CODE, _SHUTDOWN_REASON)
+                transport.abort()
         if not clients_answer:
             # The test is over and nobody reads the clients' ends any more: hang them up, so
             # that the server's on_close handlers run now rather than at the timeout.
