@@ -1,5 +1,6 @@
 """The documentation names what exists: every import in its code blocks works, and every
-``ratchetpy.…`` name it mentions resolves (modules, classes, functions, attributes)."""
+``ratchetpy.…`` name it mentions resolves (modules, classes, functions, attributes); so does
+every cross-reference in the source's docstrings."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ DOTTED = re.compile(r"`(ratchetpy(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
 # names.
 LOGGERS = {"ratchetpy.http", "ratchetpy.ws", "ratchetpy.security", "ratchetpy.server"}
 URI_PREFIX = "ratchetpy.error."
+SOURCES = sorted((ROOT / "src" / "ratchetpy").rglob("*.py"))
+# Sphinx roles in docstrings: :class:`~ratchetpy.IoServer`, :meth:`ratchetpy.App.run`, ...
+ROLE = re.compile(r":[a-z]+:`~?(ratchetpy(?:\.[A-Za-z_][A-Za-z0-9_]*)+)`")
 
 
 def _is_ratchetpy_import(node: ast.AST) -> bool:
@@ -74,6 +78,16 @@ def test_every_import_in_the_code_blocks_works(page: Path) -> None:
 def test_every_name_the_page_mentions_exists(page: Path) -> None:
     names = set(DOTTED.findall(page.read_text(encoding="utf-8"))) - LOGGERS
     missing = sorted(n for n in names if not n.startswith(URI_PREFIX) and not _resolves(n))
+    assert missing == []
+
+
+def test_every_cross_reference_in_the_docstrings_exists() -> None:
+    missing = sorted(
+        f"{source.relative_to(ROOT)}: {name}"
+        for source in SOURCES
+        for name in set(ROLE.findall(source.read_text(encoding="utf-8")))
+        if not _resolves(name)
+    )
     assert missing == []
 
 

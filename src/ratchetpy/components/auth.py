@@ -19,7 +19,7 @@ the reason in its body, and the component only ever sees connections of known us
 
 ``check`` may be ``async def`` (to ask a database or another service) and may raise
 :class:`AuthenticationFailed` to refuse with its own reason, or with ``403`` for a known user
-who may not connect. Behind a :class:`~ratchetpy.session.SessionProvider` it can read
+who may not connect. Behind a :class:`~ratchetpy.SessionProvider` it can read
 ``request.session``.
 
 No trio here: the hook only looks at requests and returns answers.

@@ -68,7 +68,7 @@ class HttpServer:
         Seconds a kept-alive connection may sit idle between requests (default 5); then it is
         closed quietly, as browsers expect.
     ``trusted_proxies``
-        A :class:`~ratchetpy.proxy.TrustedProxies` (or addresses and networks to build one):
+        A :class:`~ratchetpy.TrustedProxies` (or addresses and networks to build one):
         requests arriving from these peers have ``conn.remote_address`` and ``request.scheme``
         taken from their ``Forwarded`` / ``X-Forwarded-For`` / ``X-Forwarded-Proto`` headers.
     """

@@ -20,7 +20,7 @@ user it talks to without a second login:
 
 The session is read-only, as in Ratchet: the web application owns it, and nothing written
 here would reach it. A missing, expired or forged cookie gives an empty session and never a
-refusal; deciding who may connect is :class:`~ratchetpy.auth.Authenticate`'s job.
+refusal; deciding who may connect is :class:`~ratchetpy.Authenticate`'s job.
 
 A reader is any function ``request -> Mapping | None`` (plain or ``async def``), so sessions of
 other frameworks plug in the same way; :class:`FlaskSession` reads Flask's default signed
@@ -72,7 +72,7 @@ class SessionProvider(HttpDecorator):
     server-side problem (a session store that is down): logged with its traceback at ERROR,
     and the session is empty too.
 
-    Put it in front of :class:`~ratchetpy.auth.Authenticate` so that the check can read
+    Put it in front of :class:`~ratchetpy.Authenticate` so that the check can read
     ``request.session``.
     """
 

@@ -139,7 +139,7 @@ class StaticFiles(HttpComponent):
     Range requests are not supported: ``Accept-Ranges: none`` is sent and a ``Range`` header
     is answered with the whole file (200), which HTTP allows.
 
-    ``on_open`` returns an :class:`~ratchetpy.http.HttpResponse` for the server to write. For
+    ``on_open`` returns an :class:`~ratchetpy.HttpResponse` for the server to write. For
     HEAD it holds the body too, so that ``Content-Length`` is right; ``HttpServer`` leaves the
     body out on the wire. :meth:`respond` does the same without a connection.
     """

@@ -1,6 +1,4 @@
-"""The trio side of a connection: outbound queue, merged writes, timers.
-
-Only this module and :mod:`ratchetpy.io.server` touch sockets or trio.
+"""The trio side of a connection: outbound queue, merged writes.
 
 Writes never block the sender. ``write()`` appends to the connection's queue; the queue is
 flushed with one non-blocking ``send()`` per connection:
@@ -16,10 +14,11 @@ A write the kernel does not take whole hands the connection to a drain task that
 socket to become writable; until it is done nobody else writes to that socket, so frames are
 never interleaved.
 
-The hub also keeps the server's :class:`~ratchetpy.connection.Counters` (bumped inline: bytes
-per chunk read and per send, never a log line or an allocation per message) and runs the
-application's timers (:class:`ServerTimer`). TLS lives in :mod:`ratchetpy.io.tls`, a subclass that
-overrides the write path, so plain connections never test for it.
+The hub also keeps the server's :class:`~ratchetpy.components.connection.Counters` (bumped
+inline: bytes per chunk read and per send, never a log line or an allocation per message) and
+the queue of every connection's ``call_later`` (:mod:`ratchetpy.io.timers`). TLS lives in
+:mod:`ratchetpy.io.tls`, a subclass that overrides the write path, so plain connections never
+test for it.
 """
 
 from __future__ import annotations
