@@ -30,6 +30,19 @@ async def test_queued_writes_go_out_in_one_send_per_flush() -> None:
         conn.finish()
 
 
+async def test_send_takes_text_as_utf8_and_bytes_and_refuses_the_rest() -> None:
+    hub = Hub(write_limit=2**20, close_timeout=10)
+    conn, peer = open_pair(hub)
+    with peer:
+        conn.send("é")
+        conn.send(bytearray(b"!"))
+        with pytest.raises(TypeError, match="not dict"):
+            conn.send({"a": 1})  # type: ignore[arg-type]
+        hub.flush_all()
+        assert peer.recv(100) == "é!".encode()
+        conn.finish()
+
+
 async def test_a_write_the_kernel_refuses_drops_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -131,6 +131,29 @@ async def test_a_raw_tcp_component() -> None:
         await bob.aclose()
 
 
+async def test_a_raw_connection_refuses_what_is_not_text_or_bytes_as_tcp_does() -> None:
+    class SendsADict(MessageComponent):
+        def __init__(self) -> None:
+            self.errors: list[Exception] = []
+
+        def on_message(self, conn: Connection, msg: Any) -> None:
+            conn.send("é")  # str goes out as UTF-8
+            conn.send({"not": "bytes"})  # type: ignore[arg-type]
+
+        def on_error(self, conn: Connection, exc: Exception) -> None:
+            self.errors.append(exc)
+            conn.close()
+
+    component = SendsADict()
+    async with open_memory_server(component, raw=True) as server:
+        client = await server.connect()
+        await client.send_all(b"go")
+        assert await client.receive_some() == "é".encode()
+        assert await client.receive_some() == b""  # closed by on_error
+    assert [type(exc) for exc in component.errors] == [TypeError]
+    assert "send() takes str or bytes, not dict" in str(component.errors[0])
+
+
 async def test_a_wamp_session_against_an_app_route() -> None:
     class Board(WampComponent):
         pass
@@ -161,6 +184,8 @@ async def test_recording_connection_and_http_request() -> None:
     component = Echo()
     await resolve(component.on_message(conn, "hi"))
     assert conn.take() == ["hi"] and conn.sent == []
+    with pytest.raises(TypeError, match="not int"):
+        conn.send(5)  # type: ignore[arg-type]
     with pytest.raises(Exception, match="may not be sent"):
         conn.close(1005)
     conn.close(1000, "bye")

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ..protocol.http import NO_SESSION, HttpRequest
 
-__all__ = ["Connection", "Counters", "Timer", "Transport"]
+__all__ = ["Connection", "Counters", "Timer", "Transport", "raw_bytes"]
 
 
 class Timer(Protocol):
@@ -150,6 +150,17 @@ class Connection:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} #{self.resource_id} {self.remote_address}>"
+
+
+def raw_bytes(data: str | bytes) -> bytes:
+    """What a raw TCP connection sends for ``data``: ``str`` as UTF-8, bytes-like objects as
+    they are. Raises ``TypeError`` for anything else: the caller's mistake, said at once
+    rather than on the wire."""
+    if isinstance(data, str):
+        return data.encode()
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
 
 
 class Transport(Protocol):

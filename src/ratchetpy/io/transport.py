@@ -30,7 +30,7 @@ from typing import Any
 
 import trio
 
-from ..components.connection import Connection, Counters
+from ..components.connection import Connection, Counters, raw_bytes
 from ..exceptions import ConnectionClosed
 from .timers import TimerHandle, TimerQueue
 
@@ -130,10 +130,7 @@ class TcpConnection(Connection):
     def send(self, data: str | bytes) -> None:
         if self._state != OPEN:
             return
-        if isinstance(data, str):
-            data = data.encode()
-        elif not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
+        payload = raw_bytes(data)
         if self._out_size > self._hub.write_limit:
             logger.warning(
                 "connection #%s from %s: %d bytes queued and not read, over the write limit; "
@@ -145,7 +142,7 @@ class TcpConnection(Connection):
             self.counters.slow_consumer_closes += 1
             self.abort()
             return
-        self.write(bytes(data))
+        self.write(payload)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Flush what is queued, then half-close and wait (bounded) for the peer to hang up."""

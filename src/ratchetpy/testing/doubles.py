@@ -80,6 +80,9 @@ class RecordingConnection(Connection):
         self._websocket = websocket
 
     def send(self, data: str | bytes) -> None:
+        if not isinstance(data, (str, bytes, bytearray, memoryview)):
+            # As every real connection does, so that a unit test catches it too.
+            raise TypeError(f"send() takes str or bytes, not {type(data).__name__}")
         if not self.closed:
             self.sent.append(data)
 

@@ -14,17 +14,20 @@ client that stops reading is a slow consumer, as it would be over TCP.
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 import trio
 
-from ..components.connection import Connection, Counters, Timer
+from ..components.connection import Connection, Counters, Timer, raw_bytes
 from ..exceptions import ConnectionClosed
 from ..io.timers import TimerQueue
 
 __all__ = ["MemoryStream", "MemoryTransport"]
+
+logger = logging.getLogger("ratchetpy.testing")
 
 _OPEN, _CLOSING, _CLOSED = 0, 1, 2
 
@@ -154,13 +157,14 @@ class MemoryTransport(Connection):
     def send(self, data: str | bytes) -> None:
         if self._state != _OPEN:
             return
-        if isinstance(data, str):
-            data = data.encode()
+        payload = raw_bytes(data)
         if self.over_write_limit:
+            # As IoServer does for raw TCP: the slow consumer is dropped, and the log says so.
+            logger.warning("connection #%s: over the write limit; dropping it", self.resource_id)
             self.counters.slow_consumer_closes += 1
             self.abort()
             return
-        self.write(bytes(data))
+        self.write(payload)
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Deliver what is queued, then end the stream and wait (bounded) for the client to
