@@ -29,7 +29,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..components.base import MaybeAwaitable, guarded, report_error, shut_down
+from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
 from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
 from .timers import ServerTimers, run_callback
@@ -533,13 +533,10 @@ class IoServer:
         """Run a handler that may be async, sending its exceptions to ``on_error``; flush after."""
         hub = self._hub
         hub.handling(conn)
-        try:
-            result = handler(*args)
-        except Exception as exc:
-            result = report_error(self.component, conn, exc)
+        pending = invoke(self.component, conn, handler, *args)
         hub.handled()
-        if result is not None:
-            await guarded(self.component, conn, result)
+        if pending is not None:
+            await pending
 
     async def _graceful_shutdown(self) -> None:
         self._close_listener()

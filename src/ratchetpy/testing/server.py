@@ -22,7 +22,7 @@ import trio.testing
 
 from ..app import App
 from ..client import Session, open_session
-from ..components.base import MessageComponent, guarded, report_error, shut_down
+from ..components.base import MessageComponent, invoke, shut_down
 from ..components.connection import Counters
 from ..components.http_server import HttpServer
 from ..components.ws_server import WsServer
@@ -294,14 +294,11 @@ class MemoryServer:
     async def _call(
         self, transport: MemoryTransport, handler: Any, *args: Any, on_first_await: Any = None
     ) -> None:
-        try:
-            result = handler(*args)
-        except Exception as exc:
-            result = report_error(self.component, transport, exc)
-        if result is not None:
+        pending = invoke(self.component, transport, handler, *args)
+        if pending is not None:
             if on_first_await is not None:
                 on_first_await.set()  # connect() returns while an async on_open still runs
-            await guarded(self.component, transport, result)
+            await pending
 
 
 def _nothing() -> None:
