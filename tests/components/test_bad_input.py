@@ -5,10 +5,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import trio
 from websockets.trio.client import connect
 
-from ratchetpy import Connection, HttpServer, MessageComponent, WsServer
+from ratchetpy import (
+    Connection,
+    Endpoint,
+    HttpResponse,
+    HttpServer,
+    MessageComponent,
+    Router,
+    WsServer,
+)
+from ratchetpy.testing import RecordingConnection
 from support.components import Echo
 from support.frames import (
     client_frame,
@@ -70,6 +80,76 @@ async def test_oversized_body_gets_413(start_server: Any) -> None:
         port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n" + b"a" * 1000
     )
     assert status == 413
+
+
+def health_app() -> HttpServer:
+    """What the issue's reproductions ran against: a router with a /health endpoint."""
+    router = Router()
+    router.add("/health", Endpoint(lambda request: HttpResponse(200, "ok")))
+    return HttpServer(router)
+
+
+async def test_content_length_and_chunked_together_get_400_and_close(start_server: Any) -> None:
+    # Request smuggling: a proxy that frames by Content-Length sees one request; h11 (by
+    # Transfer-Encoding) saw two, and the second used to be answered on the same connection.
+    _, port = await start_server(health_app())
+    status, rest = await http_exchange(
+        port,
+        b"POST /health HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n",
+    )
+    assert status == 400
+    assert b"both Content-Length and Transfer-Encoding" in rest
+    assert b"HTTP/1.1" not in rest  # no second response: the connection was closed
+    assert b"smuggled" not in rest
+
+
+@pytest.mark.parametrize("version", [b"2.0", b"9.9", b"0.9"])
+async def test_unsupported_http_version_gets_505(start_server: Any, version: bytes) -> None:
+    _, port = await start_server(health_app())
+    status, rest = await http_exchange(port, b"GET /health HTTP/%s\r\nHost: x\r\n\r\n" % version)
+    assert status == 505
+    assert b"HTTP/%s is not served here" % version in rest
+    status, _ = await http_exchange(port, b"GET /health HTTP/1.0\r\n\r\n")
+    assert status == 200
+
+
+async def test_oversized_chunk_size_gets_413_at_once(start_server: Any) -> None:
+    # The size line alone, no data: before, only the 10 s request timeout ended it, with 408.
+    _, port = await start_server(health_app())
+    status, rest = await http_exchange(
+        port,
+        b"POST /health HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"ffffffffffffffffffff\r\n",
+    )
+    assert status == 413
+    assert b"chunk sizes announce a body over 1048576 bytes" in rest
+
+
+async def test_chunk_sizes_are_added_up(start_server: Any) -> None:
+    _, port = await start_server(
+        HttpServer(Endpoint(lambda r: HttpResponse(200)), max_body_size=100)
+    )
+    head = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    status, _ = await http_exchange(port, head + b"32\r\n" + b"a" * 50 + b"\r\n33\r\n")
+    assert status == 413
+    status, _ = await http_exchange(
+        port, head + b"32\r\n" + b"a" * 50 + b"\r\n32\r\n" + b"b" * 50 + b"\r\n0\r\n\r\n"
+    )
+    assert status == 200
+
+
+def test_a_chunk_size_arriving_after_the_head_gets_413() -> None:
+    # Unit level, so that the size line surely arrives in a read of its own.
+    server = HttpServer(Endpoint(lambda r: HttpResponse(200)), max_body_size=100)
+    conn = RecordingConnection(websocket=False)
+    server.on_open(conn)
+    server.on_message(conn, b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    server.on_message(conn, b"1")
+    assert conn.sent == [] and not conn.closed
+    server.on_message(conn, b"00\r\n")  # 0x100 = 256 bytes announced
+    assert conn.closed
+    assert bytes(conn.sent[0]).startswith(b"HTTP/1.1 413 ")
 
 
 async def test_plain_get_on_websocket_endpoint_gets_426(start_server: Any) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import h11
 
+from ..protocol.chunked import ChunkedBodyMeter
 from ..protocol.forwarded import TrustedProxies
 from ..protocol.http import Headers, HttpRequest, HttpResponse, http_response, reason_phrase
 from .base import HttpComponent, MaybeAwaitable, delegate_chain
@@ -26,12 +27,14 @@ logger = logging.getLogger("ratchetpy.http")
 
 #: Statuses whose responses never carry a body (RFC 9110 section 6.4.1).
 _NO_BODY_STATUSES = frozenset({204, 304})
+#: h11 reads any "HTTP/d.d" request line; these are the versions it (and we) speak.
+_SUPPORTED_VERSIONS = frozenset({b"1.0", b"1.1"})
 
 
 class _Pending:
     """A connection whose next request is being read (the first, or the next on keep-alive)."""
 
-    __slots__ = ("body", "body_size", "idle", "parser", "peer", "request", "timer")
+    __slots__ = ("body", "body_size", "chunked", "idle", "parser", "peer", "request", "timer")
 
     def __init__(self, parser: h11.Connection, timer: Timer, peer: str) -> None:
         self.parser = parser
@@ -40,6 +43,8 @@ class _Pending:
         self.request: HttpRequest | None = None
         self.body: list[bytes] = []
         self.body_size = 0
+        # Sizes a chunked body announces, while one is read: 413 before the bytes arrive.
+        self.chunked: ChunkedBodyMeter | None = None
         self.idle = False  # kept alive after a response, no byte of a new request yet
 
 
@@ -116,6 +121,9 @@ class HttpServer:
             pending.idle = False
             pending.timer.cancel()
             pending.timer = conn.call_later(self.request_timeout, lambda: self._timed_out(conn))
+        meter = pending.chunked
+        if meter is not None and not meter.done and self._announces_too_much(conn, meter, data):
+            return None
         try:
             pending.parser.receive_data(data)
         except h11.RemoteProtocolError as exc:  # data after the peer's end of stream
@@ -181,6 +189,10 @@ class HttpServer:
             return None
 
     def _accept_head(self, conn: Connection, pending: _Pending, event: h11.Request) -> bool:
+        if event.http_version not in _SUPPORTED_VERSIONS:
+            version = event.http_version.decode("ascii")
+            self._reject(conn, 505, f"HTTP/{version} is not served here (HTTP/1.1 and 1.0 are)")
+            return False
         if len(event.headers) > self.max_headers:
             self._reject(conn, 431, f"more than {self.max_headers} header lines")
             return False
@@ -197,9 +209,23 @@ class HttpServer:
             return False
         headers = Headers(items)
         length = headers.get("content-length")
+        chunked = "transfer-encoding" in headers
+        if chunked and length is not None:
+            # The classic request-smuggling shape: a proxy in front may frame the body by the
+            # other header, so neither can be trusted (RFC 9112 section 6.1).
+            self._reject(
+                conn, 400, "both Content-Length and Transfer-Encoding: send only one of them"
+            )
+            return False
         if length is not None and length.isdigit() and int(length) > self.max_body_size:
             self._reject(conn, 413, f"request body over {self.max_body_size} bytes")
             return False
+        if chunked:
+            # h11 refused every coding but "chunked" already; what it has buffered past the
+            # head is the start of the body.
+            pending.chunked = meter = ChunkedBodyMeter()
+            if self._announces_too_much(conn, meter, pending.parser.trailing_data[0]):
+                return False
         scheme = "https" if conn.secure else "http"
         proxies = self.trusted_proxies
         if proxies is not None:
@@ -217,6 +243,14 @@ class HttpServer:
             # its size was checked above, so invite it rather than let them wait a second.
             interim = pending.parser.send(h11.InformationalResponse(status_code=100, headers=[]))
             conn.send(interim or b"")
+        return True
+
+    def _announces_too_much(self, conn: Connection, meter: ChunkedBodyMeter, data: bytes) -> bool:
+        """Follow ``data`` of a chunked body; answer 413 (and say True) once its chunk sizes
+        add up to more than the limit, however few of those bytes were sent."""
+        if meter.feed(data) <= self.max_body_size:
+            return False
+        self._reject(conn, 413, f"chunk sizes announce a body over {self.max_body_size} bytes")
         return True
 
     def _dispatch(self, conn: Connection, pending: _Pending) -> Any:
@@ -304,6 +338,7 @@ class HttpServer:
         pending.request = None
         pending.body = []
         pending.body_size = 0
+        pending.chunked = None
         pending.idle = True
         pending.timer = conn.call_later(self.keep_alive_timeout, lambda: self._timed_out(conn))
         return True
