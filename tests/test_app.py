@@ -30,6 +30,7 @@ from ratchetpy import (
     WsServer,
 )
 from ratchetpy.app import _describe
+from ratchetpy.components.guards import LOOPBACK_HOSTS
 
 Serve = Callable[[App], Awaitable[int]]
 
@@ -145,6 +146,38 @@ async def test_origin_policy(
             pass
     assert info.value.response.status_code == status
     assert f"origin '{origin}' is not allowed".encode() in info.value.response.body
+
+
+@pytest.mark.parametrize(
+    ("http_host", "address", "expected"),
+    [
+        ("example.com", "0.0.0.0", ["example.com", *LOOPBACK_HOSTS]),
+        (None, "127.0.0.1", list(LOOPBACK_HOSTS)),
+        (None, "::1", list(LOOPBACK_HOSTS)),
+        (None, "localhost", list(LOOPBACK_HOSTS)),
+        (None, "0.0.0.0", ["*"]),  # reached by names nobody told us
+        (None, "", ["*"]),
+    ],
+)
+def test_allowed_hosts_default(http_host: str | None, address: str, expected: list[str]) -> None:
+    assert App(http_host, 0, address).hosts.allowed_hosts == expected
+    given = App(http_host, 0, address, allowed_hosts=["chat.test"])
+    assert given.hosts.allowed_hosts == ["chat.test"]
+
+
+async def test_requests_for_other_hosts_get_421(serve: Serve, tmp_path: Path) -> None:
+    port = await serve(make_app(tmp_path))
+    anywhere = await serve(make_app(tmp_path, allowed_hosts=["*"]))
+
+    def check() -> None:
+        status, _, body = request(port, "GET", "/", Host="evil.test")
+        assert status == 421
+        assert b"host 'evil.test' is not served here (allowed hosts: 'localhost'" in body
+        assert request(port, "GET", "/", Host=f"localhost:{port}")[0] == 200
+        assert request(port, "GET", "/", Host="admin.localhost")[0] == 200
+        assert request(anywhere, "GET", "/", Host="evil.test")[0] == 200
+
+    await trio.to_thread.run_sync(check)
 
 
 async def test_trusted_proxy_gives_the_real_client_address(serve: Serve, tmp_path: Path) -> None:

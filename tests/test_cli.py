@@ -147,6 +147,33 @@ async def test_serves_an_app_or_an_app_factory(project: Path, target: str) -> No
     assert "DEBUG" in text  # --log-level debug took effect
 
 
+def status_for_host(port: int, host: str) -> int:
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+        return int(sock.recv(4096).split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("target", ["myapp:echo", "myapp:app"])
+async def test_allowed_host_adds_hosts_to_the_defaults(project: Path, target: str) -> None:
+    async with ratchetpy(project, "serve", target, "--allowed-host", "chat.test") as (
+        proc,
+        port,
+        log,
+    ):
+        statuses = await trio.to_thread.run_sync(
+            lambda: [
+                status_for_host(port, host)
+                for host in ("chat.test", f"localhost:{port}", "127.0.0.1", "evil.test")
+            ]
+        )
+        # echo answers a plain GET with 426 (a WebSocket endpoint), the App's page with 200.
+        served = 426 if target == "myapp:echo" else 200
+        assert statuses == [served, served, served, 421]
+        await stop(proc, log)
+    text = b"".join(log).decode()
+    assert "serving hosts" in text and "chat.test" in text
+
+
 async def test_serves_tls_from_certificate_files(project: Path) -> None:
     ca = trustme.CA()
     cert = ca.issue_cert("localhost", "127.0.0.1")

@@ -28,6 +28,7 @@ EXPECTED = {
     "InvalidStateError",
     "InvalidUri",
     "IoServer",
+    "HostCheck",
     "IpBlackList",
     "LocalProtocolError",
     "MessageComponent",

@@ -42,7 +42,7 @@ from .components.auth import Authenticate, bearer_token
 from .components.base import HttpComponent, HttpDecorator, MessageComponent
 from .components.connection import Connection
 from .components.endpoint import Endpoint
-from .components.guards import ConnectionLimits, IpBlackList, OriginCheck
+from .components.guards import ConnectionLimits, HostCheck, IpBlackList, OriginCheck
 from .components.http_server import HttpServer
 from .components.router import Page, Route, Router
 from .components.session import FlaskSession, SessionProvider
@@ -87,6 +87,7 @@ __all__ = [
     "FlaskSession",
     "HandshakeRefused",
     "Headers",
+    "HostCheck",
     "HttpComponent",
     "HttpDecorator",
     "HttpRequest",

@@ -11,7 +11,7 @@
     app.run()
 
 Under it is the same stack you could build by hand, so nothing is hidden:
-``IoServer(HttpServer(IpBlackList(ConnectionLimits(Router(...)))))`` with each route's
+``IoServer(HttpServer(IpBlackList(HostCheck(ConnectionLimits(Router(...))))))`` with each route's
 component behind an :class:`~ratchetpy.OriginCheck` (unless its origins are ``["*"]``) and a
 :class:`~ratchetpy.MessageComponent` behind a :class:`~ratchetpy.WsServer`.
 """
@@ -19,6 +19,7 @@ component behind an :class:`~ratchetpy.OriginCheck` (unless its origins are ``["
 from __future__ import annotations
 
 import inspect
+import ipaddress
 import json
 import logging
 import ssl
@@ -30,7 +31,13 @@ import trio
 from .components.base import HttpComponent, HttpDecorator, MessageComponent
 from .components.connection import Timer
 from .components.endpoint import Endpoint
-from .components.guards import ConnectionLimits, IpBlackList, OriginCheck
+from .components.guards import (
+    LOOPBACK_HOSTS,
+    ConnectionLimits,
+    HostCheck,
+    IpBlackList,
+    OriginCheck,
+)
 from .components.http_server import HttpServer
 from .components.router import Route, Router
 from .components.ws_server import WsServer
@@ -47,13 +54,22 @@ class App:
     """Routes on one server: ``App(http_host, port, address).route(...)`` then ``run()``.
 
     ``http_host``
-        The host name browsers use to reach the server. Pages from it (any scheme or port)
-        may open this app's WebSockets, as may pages the app serves itself (same origin); see
-        ``allowed_origins`` in :meth:`route`. ``None`` leaves only the same-origin rule.
+        The host name browsers use to reach the server. Requests for it are served (with
+        ``allowed_hosts``), and pages from it (any scheme or port) may open this app's
+        WebSockets, as may pages the app serves itself (same origin); see
+        ``allowed_origins`` in :meth:`route`. ``None``: no name is known (see
+        ``allowed_hosts``) and only the same-origin rule admits pages.
     ``port``, ``address``
         Where to listen (``port=0`` picks a free port: :meth:`serve` reports it).
 
     Options (keyword-only):
+
+    ``allowed_hosts``
+        The ``Host`` names requests may be for (forms in :class:`~ratchetpy.HostCheck`;
+        ``["*"]``: any); others get 421, which is what defeats DNS rebinding. By default
+        ``http_host`` and this machine's loopback names (``localhost``, ``127.0.0.1``,
+        ``[::1]``, ``*.localhost``); with ``http_host=None``, the loopback names when
+        ``address`` is a loopback address, else any host.
 
     ``ssl_context`` or ``certfile`` / ``keyfile``
         Serve ``wss://`` and ``https://`` directly (see the TLS how-to).
@@ -73,7 +89,8 @@ class App:
         As for :class:`~ratchetpy.HttpServer`.
 
     The parts are attributes, for what the options do not cover: ``router``, ``blacklist``,
-    ``limits``, ``http`` (the :class:`HttpServer`) and ``server`` (the :class:`IoServer`).
+    ``hosts`` (the :class:`~ratchetpy.HostCheck`), ``limits``, ``http`` (the
+    :class:`HttpServer`) and ``server`` (the :class:`IoServer`).
     """
 
     def __init__(
@@ -82,6 +99,7 @@ class App:
         port: int = 8080,
         address: str = "127.0.0.1",
         *,
+        allowed_hosts: Iterable[str] | None = None,
         ssl_context: ssl.SSLContext | None = None,
         certfile: str | None = None,
         keyfile: str | None = None,
@@ -103,7 +121,10 @@ class App:
         self.limits = ConnectionLimits(
             self.router, max_per_ip=max_connections_per_ip, handshake_rate=handshake_rate
         )
-        self.blacklist = IpBlackList(self.limits, blocked)
+        if allowed_hosts is None:
+            allowed_hosts = _default_hosts(http_host, address)
+        self.hosts = HostCheck(self.limits, allowed_hosts)
+        self.blacklist = IpBlackList(self.hosts, blocked)
         self.http = HttpServer(
             self.blacklist,
             trusted_proxies=trusted_proxies,
@@ -208,13 +229,13 @@ class App:
         """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks (Ratchet's
         ``$app->run()``). Outside the main thread it serves without signal handlers until
         :meth:`shutdown`; see :meth:`IoServer.run`."""
-        self._log_routes()
+        self._prepare()
         self.server.run()
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve in the caller's nursery: ``port = await nursery.start(app.serve)``; see
         :meth:`IoServer.serve`."""
-        self._log_routes()
+        self._prepare()
         await self.server.serve(task_status=task_status)
 
     def shutdown(self) -> None:
@@ -243,9 +264,29 @@ class App:
         conn.send, text)``); see :meth:`IoServer.call_soon_threadsafe`."""
         self.server.call_soon_threadsafe(callback, *args)
 
-    def _log_routes(self) -> None:
+    def _prepare(self) -> None:
+        hosts = self.hosts.allowed_hosts
+        if "*" in hosts:
+            logger.info("serving any Host (allowed_hosts=['*']): no DNS rebinding defence")
+        else:
+            logger.info("serving hosts %s (others get 421)", ", ".join(hosts))
         for route in self.router.routes:
             logger.info("route %s -> %s", route.path, _describe(route.component))
+
+
+def _default_hosts(http_host: str | None, address: str) -> list[str]:
+    """The hosts served when ``allowed_hosts`` is not given."""
+    if http_host:
+        return [http_host, *LOOPBACK_HOSTS]
+    # No name known: this machine's own names, unless it listens beyond loopback, where the
+    # names it is reached by are unknown and any host is served (as Jupyter does).
+    if address == "localhost":
+        return list(LOOPBACK_HOSTS)
+    try:
+        loopback = ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        loopback = False  # "" and "0.0.0.0" mean every interface; a name may be anything
+    return list(LOOPBACK_HOSTS) if loopback else ["*"]
 
 
 def _describe(component: Any) -> str:

@@ -34,7 +34,7 @@ from typing import Any
 from ._version import __version__
 from .app import App
 from .components.base import HttpComponent, MessageComponent
-from .components.guards import OriginCheck
+from .components.guards import LOOPBACK_HOSTS, OriginCheck
 from .exceptions import ServerError
 from .io.tls import tls_context
 
@@ -75,6 +75,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="ORIGIN",
         help="allow pages from ORIGIN (repeatable; '*' allows any; default: same origin)",
+    )
+    serve.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="serve requests for HOST too (repeatable; '*' for any): besides an App's own "
+        "hosts, or this machine's loopback names (a component served beyond loopback without "
+        "--allowed-host serves any host)",
     )
     serve.add_argument(
         "--trusted-proxy",
@@ -151,6 +160,7 @@ def build_app(args: argparse.Namespace) -> App:
         for route in app.router.routes:
             if isinstance(route.component, OriginCheck):
                 route.component.allowed_origins.extend(args.origin)
+        app.hosts.allow(args.allowed_host)
         if args.shutdown_timeout is not None:
             app.server.shutdown_timeout = args.shutdown_timeout
         return app
@@ -158,6 +168,7 @@ def build_app(args: argparse.Namespace) -> App:
         None,
         args.port if args.port is not None else 8080,
         args.host if args.host is not None else "127.0.0.1",
+        allowed_hosts=[*LOOPBACK_HOSTS, *args.allowed_host] if args.allowed_host else None,
         ssl_context=tls,
         trusted_proxies=args.trusted_proxy,
         shutdown_timeout=5.0 if args.shutdown_timeout is None else args.shutdown_timeout,

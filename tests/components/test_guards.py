@@ -1,5 +1,5 @@
-"""OriginCheck, IpBlackList and ConnectionLimits: unit checks without sockets, then the
-refusals as a real client sees them."""
+"""HostCheck, OriginCheck, IpBlackList and ConnectionLimits: unit checks without sockets,
+then the refusals as a real client sees them."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from websockets.trio.client import connect
 
 from ratchetpy import (
     ConnectionLimits,
+    HostCheck,
     HttpComponent,
     HttpResponse,
     HttpServer,
@@ -21,6 +22,57 @@ from ratchetpy import (
 )
 from ratchetpy.testing import RecordingConnection, http_request
 from support.components import Echo, RequestRecorder
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host", "ok"),
+    [
+        (["localhost"], "localhost:8080", True),  # ports do not matter
+        (["localhost"], "LOCALHOST", True),
+        (["example.com"], "example.com.", True),  # the fully qualified form
+        (["Example.COM:443"], "example.com", True),  # entries are normalised too
+        (["localhost"], "evil.com", False),  # DNS rebinding's Host
+        (["localhost"], "localhost.evil.com", False),
+        (["*.example.com"], "chat.example.com", True),
+        (["*.example.com"], "example.com", False),
+        (["*.example.com"], "evilexample.com", False),
+        (["[::1]"], "[::1]:8080", True),
+        (["127.0.0.1"], "127.0.0.1:8080", True),
+        (["127.0.0.1"], "127.0.0.2", False),
+        (["*"], "anything.test", True),
+        (["*"], None, True),
+        (["localhost"], None, False),  # HTTP/1.0 without Host
+        ([], "localhost", False),
+    ],
+)
+def test_host_rules(allowed: list[str], host: str | None, ok: bool) -> None:
+    check = HostCheck(HttpComponent(), allowed)
+    assert (check.refusal(http_request(host=host)) is None) is ok
+
+
+def test_host_refusal_is_421_and_says_what_is_served() -> None:
+    check = HostCheck(RequestRecorder(), ["localhost", "*.localhost"])
+    conn = RecordingConnection()
+    response = check.on_open(conn, http_request("/chat", host="evil.com", upgrade=True))
+    assert isinstance(response, HttpResponse) and response.status == 421
+    assert isinstance(response.body, bytes)
+    assert b"host 'evil.com' is not served here (allowed hosts: 'localhost', '*.localhost')" in (
+        response.body
+    )
+    assert conn.counters.handshakes_rejected == 1
+    missing = check.refusal(http_request(host=None))
+    assert missing is not None and missing.startswith("the request has no Host header")
+
+
+def test_host_check_lets_served_hosts_through_and_learns_more() -> None:
+    recorder = RequestRecorder(answer=HttpResponse(200, "ok"))
+    check = HostCheck(recorder, ["localhost"])
+    assert check.on_open(RecordingConnection(), http_request(host="localhost:1")) == HttpResponse(
+        200, "ok"
+    )
+    check.allow(["Chat.Example.com:8443", "localhost"])
+    assert check.allowed_hosts == ["localhost", "chat.example.com"]
+    assert check.refusal(http_request(host="chat.example.com")) is None
 
 
 @pytest.mark.parametrize(

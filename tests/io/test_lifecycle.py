@@ -12,7 +12,7 @@ from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, WsServer
 from support.examples import load_example
-from support.frames import parse_server_frames, raw_websocket, read_until_closed
+from support.frames import parse_server_frames, raw_websocket, read_http_head, read_until_closed
 
 
 class Hub(MessageComponent):
@@ -184,6 +184,36 @@ async def test_chat_example_serves_page_and_socket_on_one_port(nursery: trio.Nur
         assert await b.recv() == "hi b"
         await b.send("hi a")
         assert await a.recv() == "hi a"
+
+
+def handshake_for(host: bytes, origin: bytes) -> bytes:
+    return (
+        b"GET /chat HTTP/1.1\r\nHost: %s\r\nOrigin: %s\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n" % (host, origin)
+    )
+
+
+async def test_chat_example_refuses_dns_rebinding(nursery: trio.Nursery) -> None:
+    # A page on evil.com whose name now resolves to 127.0.0.1: same origin as itself, so the
+    # origin check alone let it in (101) and it could read the room.
+    port = await nursery.start(load_example("chat").make_app(0).serve)
+    stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async with stream:
+        await stream.send_all(handshake_for(b"evil.com", b"http://evil.com"))
+        head, body = await read_http_head(stream)
+        length = int(head.partition(b"Content-Length: ")[2].split(b"\r\n")[0])
+        while len(body) < length:
+            body += await stream.receive_some(4096)
+    assert head.startswith(b"HTTP/1.1 421 Misdirected Request")
+    assert b"host 'evil.com' is not served here" in body
+    # The names the README gives, and the other loopback forms, still open the room.
+    for host in (b"127.0.0.1:%d" % port, b"localhost:%d" % port, b"[::1]:%d" % port):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        async with stream:
+            await stream.send_all(handshake_for(host, b"http://" + host))
+            opened = await stream.receive_some(4096)
+        assert opened.startswith(b"HTTP/1.1 101"), host
 
 
 async def test_port_zero_reports_the_bound_port_and_busy_port_fails_clearly(

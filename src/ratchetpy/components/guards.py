@@ -1,5 +1,5 @@
-"""Security decorators: who may connect, from where, and how often (Ratchet's ``OriginCheck``
-and ``IpBlackList``, plus the limits Ratchet never had).
+"""Security decorators: who may connect, for which host, from where, and how often (Ratchet's
+``OriginCheck`` and ``IpBlackList``, plus the host check and limits Ratchet never had).
 
 Each wraps an HTTP component and refuses a request with an answer that says why, so a browser's
 developer console and the server log both tell the user what happened:
@@ -8,10 +8,13 @@ developer console and the server log both tell the user what happened:
 
     app = HttpServer(
         IpBlackList(
-            ConnectionLimits(
-                OriginCheck(WsServer(Chat()), ["example.com"]),
-                max_per_ip=20,
-                handshake_rate=(10, 1.0),
+            HostCheck(
+                ConnectionLimits(
+                    OriginCheck(WsServer(Chat()), ["example.com"]),
+                    max_per_ip=20,
+                    handshake_rate=(10, 1.0),
+                ),
+                ["example.com"],
             )
         ),
         trusted_proxies=["127.0.0.1"],  # so remote_address is the client, not nginx
@@ -29,11 +32,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..protocol.http import HttpRequest, HttpResponse
+from ..protocol.http import HttpRequest, HttpResponse, host_matches, split_host
 from .base import HttpComponent, HttpDecorator, HttpResult, MaybeAwaitable, when_answered
 from .connection import Connection
 
-__all__ = ["ConnectionLimits", "IpBlackList", "OriginCheck", "count_refusal"]
+__all__ = [
+    "LOOPBACK_HOSTS",
+    "ConnectionLimits",
+    "HostCheck",
+    "IpBlackList",
+    "OriginCheck",
+    "count_refusal",
+]
 
 logger = logging.getLogger("ratchetpy.security")
 
@@ -51,20 +61,6 @@ def count_refusal(conn: Connection, request: HttpRequest) -> None:
         counters = getattr(conn, "counters", None)
         if counters is not None:
             counters.handshakes_rejected += 1
-
-
-def _host_port(value: str, default_port: int | None) -> tuple[str, int | None]:
-    """``example.com:8080`` -> ("example.com", 8080); IPv6 literals keep their brackets."""
-    value = value.strip().lower()
-    if value.startswith("["):
-        host, _, rest = value.partition("]")
-        host += "]"
-        port_text = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, _, port_text = value.partition(":")
-    if port_text.isdigit():
-        return host, int(port_text)
-    return host, default_port
 
 
 class OriginCheck(HttpDecorator):
@@ -131,27 +127,84 @@ class OriginCheck(HttpDecorator):
         scheme = parts.scheme.lower()
         if not scheme or not parts.netloc:
             return False  # "null" (sandboxed frames, file: pages) and garbage
-        host, port = _host_port(parts.netloc, _DEFAULT_PORTS.get(scheme))
+        host, port = split_host(parts.netloc, _DEFAULT_PORTS.get(scheme))
         if self.same_origin:
             own_host = request.header("host")
-            if own_host is not None and (host, port) == _host_port(own_host, port):
+            if own_host is not None and (host, port) == split_host(own_host, port):
                 return True
         for entry in self.allowed_origins:
             if "://" in entry:
                 want = urlsplit(entry.lower())
-                want_host, want_port = _host_port(want.netloc, _DEFAULT_PORTS.get(want.scheme))
+                want_host, want_port = split_host(want.netloc, _DEFAULT_PORTS.get(want.scheme))
                 if (want.scheme, want_host, want_port) == (scheme, host, port):
                     return True
                 continue
-            want_host, want_port = _host_port(entry, None)
-            if want_port is not None and want_port != port:
-                continue
-            if want_host.startswith("*."):
-                if host.endswith(want_host[1:]):
-                    return True
-            elif host == want_host:
+            want_host, want_port = split_host(entry, None)
+            if (want_port is None or want_port == port) and host_matches(want_host, host):
                 return True
         return False
+
+
+#: The names of this machine that no DNS answer can hand to another site (browsers resolve
+#: ``*.localhost`` themselves, RFC 6761): what ``App`` serves besides its ``http_host``, as
+#: Django allows them in development.
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "*.localhost")
+
+
+class HostCheck(HttpDecorator):
+    """Refuse requests for a host this server does not serve, with 421 and the reason.
+
+    The defence against DNS rebinding: a page on ``evil.example`` whose name the attacker
+    re-points at 127.0.0.1 (or at a server inside your network) reaches your server from the
+    victim's browser, as the same origin as itself, with ``Host: evil.example``. Refusing
+    every ``Host`` the server was not told about stops it, and stops a forged ``Host`` from
+    reaching code that builds links from it. It is Django's ``ALLOWED_HOSTS``.
+
+    ``allowed_hosts`` entries (ports are ignored, names compare case-insensitively):
+
+    * ``"example.com"``: that host; ``"127.0.0.1"``, ``"[::1]"``: those addresses;
+    * ``"*.example.com"``: its subdomains (not ``example.com`` itself);
+    * ``"*"``: any host (the check is off).
+
+    A request without a ``Host`` header (only HTTP/1.0 may omit it) is refused too, unless
+    ``"*"`` is listed.
+    """
+
+    def __init__(self, component: HttpComponent, allowed_hosts: Iterable[str]) -> None:
+        super().__init__(component)
+        self.allowed_hosts: list[str] = []
+        self.allow(allowed_hosts)
+
+    def allow(self, hosts: Iterable[str]) -> None:
+        """Serve requests for ``hosts`` too (entries as for ``allowed_hosts``)."""
+        for entry in hosts:
+            host = split_host(entry)[0]
+            if host not in self.allowed_hosts:
+                self.allowed_hosts.append(host)
+
+    def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
+        why = self.refusal(request)
+        if why is None:
+            return self.component.on_open(conn, request)
+        logger.info(
+            "HTTP 421 to %s: %s %s: %s", conn.remote_address, request.method, request.path, why
+        )
+        count_refusal(conn, request)
+        return HttpResponse.error(421, why)
+
+    def refusal(self, request: HttpRequest) -> str | None:
+        """Why ``request`` is refused, or ``None`` if its host is served."""
+        allowed = self.allowed_hosts
+        if "*" in allowed:
+            return None
+        value = request.header("host")
+        if value is not None:
+            host = split_host(value)[0]
+            if any(host_matches(entry, host) for entry in allowed):
+                return None
+        listed = ", ".join(map(repr, allowed)) or "none"
+        what = "the request has no Host header" if value is None else f"host {value!r}"
+        return f"{what} is not served here (allowed hosts: {listed})"
 
 
 class _Network:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import unquote
 
-from ..protocol.http import HttpRequest, HttpResponse
+from ..protocol.http import HttpRequest, HttpResponse, host_matches, split_host
 from .base import HttpComponent, MaybeAwaitable, when_answered
 from .connection import Connection
 
@@ -67,12 +67,7 @@ class Route:
         return params if len(segments) == len(pattern) else None
 
     def serves_host(self, host: str) -> bool:
-        wanted = self.http_host
-        if wanted is None:
-            return True
-        if wanted.startswith("*."):
-            return host.endswith(wanted[1:]) and len(host) > len(wanted) - 1
-        return host == wanted
+        return self.http_host is None or host_matches(self.http_host, host)
 
     def allows(self, method: str) -> bool:
         methods = self.methods
@@ -83,13 +78,6 @@ class Route:
 
 def _split(path: str) -> list[str]:
     return path.split("/")[1:]
-
-
-def _request_host(request: HttpRequest) -> str:
-    host = (request.header("host") or "").strip().lower()
-    if host.startswith("["):  # IPv6 literal: the port follows the bracket
-        return host.partition("]")[0] + "]"
-    return host.rpartition(":")[0] if ":" in host else host
 
 
 class Router(HttpComponent):
@@ -167,7 +155,7 @@ class Router(HttpComponent):
             segments = [unquote(part, errors="strict") for part in _split(path)]
         except UnicodeDecodeError:
             return HttpResponse.error(400, f"the path {path} is not valid UTF-8")
-        host = _request_host(request)
+        host = split_host(request.header("host") or "")[0]
         allowed: set[str] = set()
         other_hosts: set[str] = set()
         # A segment holding an encoded slash ("%2F") can only match a pattern's parameter.

@@ -14,7 +14,16 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["NO_SESSION", "Headers", "HttpRequest", "HttpResponse", "http_response", "reason_phrase"]
+__all__ = [
+    "NO_SESSION",
+    "Headers",
+    "HttpRequest",
+    "HttpResponse",
+    "host_matches",
+    "http_response",
+    "reason_phrase",
+    "split_host",
+]
 
 #: The session of a request that has none: empty and read-only, shared by all of them.
 NO_SESSION: Mapping[str, Any] = MappingProxyType({})
@@ -138,6 +147,32 @@ class HttpRequest:
     def header(self, name: str, default: str | None = None) -> str | None:
         """The first value of header ``name`` (case-insensitive), or ``default``."""
         return self.headers.get(name, default)
+
+
+def split_host(value: str, default_port: int | None = None) -> tuple[str, int | None]:
+    """A ``Host`` header (or an origin's host part) as ``(host, port)``: ``"Example.COM.:8080"``
+    is ``("example.com", 8080)``. Lower case, without the final dot of a fully qualified name;
+    IPv6 literals keep their brackets (``"[::1]"``); ``default_port`` when none is given."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        host, _, rest = value.partition("]")
+        host += "]"
+        port_text = rest[1:] if rest.startswith(":") else ""
+    else:
+        host, _, port_text = value.partition(":")
+        host = host.removesuffix(".")
+    if port_text.isascii() and port_text.isdigit():
+        return host, int(port_text)
+    return host, default_port
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Whether ``host`` (as :func:`split_host` returns it) is what ``pattern`` names: ``"*"``
+    is any host, ``"*.example.com"`` any subdomain of example.com (not example.com itself),
+    anything else that very host (``pattern`` in lower case, without a port)."""
+    if pattern.startswith("*"):
+        return pattern == "*" or (host.endswith(pattern[1:]) and len(host) > len(pattern) - 1)
+    return host == pattern
 
 
 def reason_phrase(status: int) -> str:
