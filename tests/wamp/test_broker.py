@@ -278,6 +278,9 @@ async def test_publish_by_authid() -> None:
         {"eligible_authid": "alice"},
         {"eligible_authid": [1]},
         {"exclude_authid": [None]},
+        {"eligible": [2**60]},  # the probe's: WAMP ids live in [1, 2^53]
+        {"exclude": [0]},
+        {"exclude": [-1]},
     ],
 )
 async def test_publish_with_bad_options(options: dict[str, Any]) -> None:

@@ -112,9 +112,11 @@ async def test_hello_while_async_on_open_still_runs_is_a_protocol_violation() ->
         (MSGPACK, "[1]", 1003),
         (MSGPACK, b"\xc1", 1007),
         (MSGPACK, msgpack.packb({"a": 1}), 1007),
+        (JSON, '[1, "realm1", {"roles": {}, "roles": {"subscriber": {}}}]', 1007),
+        (JSON, '[1, "realm1", {"roles": {"caller": {}}, "x": 1e999}]', 1007),
     ],
     ids=["truncated", "garbage", "object", "number", "binary-on-json", "text-on-msgpack",
-         "bad-msgpack", "msgpack-map"],
+         "bad-msgpack", "msgpack-map", "duplicate-key", "huge-number"],
 )  # fmt: skip
 async def test_undecodable_data_is_aborted_and_closed(
     subprotocol: str, data: Any, close_code: int

@@ -132,6 +132,12 @@ def test_json_refuses_to_encode_nan(value: float) -> None:
         ("[NaN]", "NaN"),
         ("[1, Infinity]", "Infinity"),
         ("[-Infinity]", "Infinity"),
+        ("[1e999]", "too large for a double"),  # was parsed as infinity, refused only on encoding
+        ("[-1e999]", "too large for a double"),
+        (
+            '[16, 1, {"acknowledge": true, "acknowledge": false}, "t"]',
+            "duplicate key 'acknowledge'",
+        ),
         ('{"a": 1}', "array"),
         ('"x"', "array"),
         ("[1,", "invalid JSON"),
@@ -155,6 +161,18 @@ def test_json_encode_errors_are_local(message: list[Any]) -> None:
     with pytest.raises(EncodeError) as info:
         JSON.encode(message)
     assert isinstance(info.value, LocalProtocolError)
+
+
+def test_json_keeps_what_a_double_holds() -> None:
+    assert JSON.decode("[1e308, -2.5e-300, 1E2]") == [1e308, -2.5e-300, 100.0]
+
+
+def test_msgpack_refuses_a_key_twice_as_json_does() -> None:
+    # msgpack.packb cannot build it from a dict; a map header of two pairs does.
+    data = b"\x91\x82\xa1a\x01\xa1a\x02"  # [{"a": 1, "a": 2}]
+    with pytest.raises(SerializationError, match="duplicate key 'a'") as info:
+        MSGPACK.decode(data)
+    assert info.value.close_code == 1007
 
 
 def test_msgpack_keeps_str_and_bytes_apart() -> None:

@@ -26,6 +26,7 @@ from .component import WampComponent
 from .messages import (
     INVALID_ARGUMENT,
     LIMIT_EXCEEDED,
+    MAX_ID,
     NO_SUCH_SUBSCRIPTION,
     PUBLISH,
     PUBLISHED,
@@ -370,8 +371,10 @@ def _filtered(
 
 def _ids(options: dict[str, Any], name: str) -> list[int]:
     value = options.get(name, [])
-    if type(value) is not list or any(type(item) is not int for item in value):
-        raise ValueError(f"option {name} must be a list of session ids")
+    if type(value) is not list or not all(
+        type(item) is int and 1 <= item <= MAX_ID for item in value
+    ):
+        raise ValueError(f"option {name} must be a list of session ids (integers in [1, 2^53])")
     return value
 
 

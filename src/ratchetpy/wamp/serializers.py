@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from typing import Any, Protocol
 
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover - exercised only where msgpack is missin
 
 __all__ = [
     "SERIALIZERS",
+    "STRICT_JSON",
     "JsonSerializer",
     "MsgpackSerializer",
     "Serializer",
@@ -86,6 +88,37 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        # 1e999: valid JSON syntax, but no double holds it; Python would make it infinity,
+        # which no JSON encoder (ours included) can send on.
+        raise ValueError(f"the number {text[:30]} is too large for a double")
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    # {"topic": "a", "topic": "b"}: a proxy or validator reading the first key would see
+    # another message than the last-key-wins parser behind it.
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key[:40]!r} in an object")
+        seen.add(key)
+    raise AssertionError("unreachable: dict() dropped no key")
+
+
+#: JSON as the WAMP router and the publish endpoint read it: standard JSON (no NaN or
+#: Infinity), numbers a double can hold, and no object with the same key twice. One decoder
+#: for every message (``json.loads`` with options would build a new one each call).
+STRICT_JSON = json.JSONDecoder(
+    parse_constant=_reject_constant, parse_float=_finite, object_pairs_hook=_object
+)
+
+
 # JSON must escape U+0000 inside strings (the decoder rejects it raw), so binary strings can only
 # appear when the text holds this escape; most messages skip the walk below entirely.
 _NUL_ESCAPE = "\\u0000"
@@ -129,7 +162,8 @@ class JsonSerializer:
     ``bytes`` (anywhere in the message) are sent as ``"\\u0000" + base64`` strings and such
     strings come back as ``bytes``, per the WAMP spec; a str that genuinely starts with NUL
     cannot be told apart and also becomes bytes (the convention's known ambiguity). NaN and
-    infinities are refused both ways, as JSON has no such values and browsers cannot parse them.
+    infinities are refused both ways, as JSON has no such values and browsers cannot parse them;
+    so are numbers too large for a double (``1e999``) and objects with a key twice.
     """
 
     __slots__ = ()
@@ -163,10 +197,10 @@ class JsonSerializer:
         if not isinstance(data, str):
             raise _wrong_frame(self.subprotocol, "binary")
         try:
-            value = json.loads(data, parse_constant=_reject_constant)
+            value = STRICT_JSON.decode(data)
         except RecursionError:
             raise _fail("JSON nested too deeply") from None
-        except ValueError as exc:  # JSONDecodeError, NaN, ints with too many digits
+        except ValueError as exc:  # JSONDecodeError, NaN, 1e999, ints too long, duplicate keys
             raise _fail(f"invalid JSON: {exc}") from None
         if type(value) is not list:
             raise _fail(f"a WAMP message must be a JSON array, got {type(value).__name__}")
@@ -185,11 +219,12 @@ class JsonSerializer:
 
 def _str_keys(pairs: list[tuple[Any, Any]]) -> dict[str, Any]:
     """Build a map, insisting on str keys: WAMP dicts are keyed by strings, and a bytes key
-    (which msgpack allows) would break the JSON encoding of the same payload for others."""
+    (which msgpack allows) would break the JSON encoding of the same payload for others.
+    Each key once, as in JSON."""
     for key, _ in pairs:
         if type(key) is not str:
             raise ValueError(f"map keys must be strings, got {type(key).__name__}")
-    return dict(pairs)
+    return _object(pairs)
 
 
 def _no_ext(code: int, data: bytes) -> Any:
@@ -200,8 +235,9 @@ class MsgpackSerializer:
     """``wamp.2.msgpack``: MessagePack in binary messages.
 
     str and bytes stay distinct (``use_bin_type``), strings must be valid UTF-8, map keys must
-    be str, and extension types are refused, except msgpack's timestamp, which decodes to int
-    nanoseconds since the epoch so that JSON subscribers of the same payload see the same value.
+    be distinct str, and extension types are refused, except msgpack's timestamp, which decodes
+    to int nanoseconds since the epoch so that JSON subscribers of the same payload see the
+    same value.
     Every length limit is derived from the size of the message (an element takes at least one
     byte), so a short message cannot announce a huge array, and nesting is bounded by msgpack's
     own stack limit.
