@@ -148,6 +148,21 @@ async def test_blocking_publish_from_worker_threads(serve: Serve) -> None:
         assert {event[2] for event in events} == {result["id"] for result in results}
 
 
+async def test_identical_publications_in_one_second_are_both_delivered(serve: Serve) -> None:
+    # The endpoint refuses a signed request it accepted before; the client's random nonce
+    # keeps a deliberate repeat (same topic, same payload, same second) from looking like one.
+    server = await serve()
+    url = server.publish_url
+    async with raw_subscriber(server.port, "com.example.news") as next_event:
+        for _ in range(2):
+            await trio.to_thread.run_sync(
+                lambda: publish(url, "com.example.news", "again", secret=SECRET)
+            )
+        await apublish(url, "com.example.news", "again", secret=SECRET)
+        events = [await next_event() for _ in range(3)]
+        assert [event[4] for event in events] == [["again"]] * 3
+
+
 class _AnyId:
     def __eq__(self, other: object) -> bool:
         return type(other) is int and 1 <= other <= 2**53

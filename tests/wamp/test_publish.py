@@ -24,7 +24,7 @@ from websockets.trio.client import ClientConnection, connect
 
 from ratchetpy import App, WsServer
 from ratchetpy.components.auth import Authenticate
-from ratchetpy.wamp import WampServer
+from ratchetpy.wamp import ReplayGuard, WampServer
 from ratchetpy.wamp.publish import PublishEndpoint
 
 SECRET = "test-secret-0123456789abcdef"
@@ -191,6 +191,17 @@ def _body_cases() -> list[Any]:
     cases: list[Any] = [
         (b"{", 400, "invalid_json", "invalid JSON"),
         (b'{"topic": "t", "args": [NaN]}', 400, "invalid_json", "NaN is not valid JSON"),
+        (b'{"topic": "t", "args": [1e999]}', 400, "invalid_json", "too large for a double"),
+        # The probe's bytes: a reader taking the first key sees com.evil, json.loads com.pub.
+        (
+            b'{"topic":"com.evil","topic":"com.pub","args":["dup"]}',
+            400,
+            "invalid_json",
+            "duplicate key 'topic'",
+        ),
+        (b'{"topic": "t", "kwargs": {"a": 1, "a": 2}}', 400, "invalid_json", "duplicate key 'a'"),
+        (b'{"topic": "t", "nonce": 5}', 400, "invalid_nonce", "nonce must be a string"),
+        (b'{"topic": "t", "nonce": "%s"}' % (b"n" * 129), 400, "invalid_nonce", "at most 128"),
         (b'{"topic": "\xff"}', 400, "invalid_json", "not UTF-8"),
         (b"[" * 100_000, 413, "too_large", "over 65536 bytes"),
         (b'["com.example.news"]', 400, "invalid_body", "must be a JSON object, not list"),
@@ -224,6 +235,50 @@ async def test_bad_bodies_are_refused_and_deliver_nothing(
         assert reason in answer.json["reason"]
         marker = await publish(port, {"topic": "t", "args": ["marker"]})
         assert marker.status == 200
+        assert (await sub.event())[2:] == [marker.json["id"], {}, ["marker"]]
+
+
+async def test_a_replayed_request_gets_409_and_is_delivered_once(serve: Serve) -> None:
+    # The probe sent the same signed request twice inside the window: delivered twice.
+    port, _ = await serve()
+    async with subscriber(port, "t") as sub:
+        body = json.dumps({"topic": "t", "args": ["once"]}).encode()
+        headers = signed(body)
+        first = await post(port, body, headers)
+        assert first.status == 200, first.body
+        again = await post(port, body, headers)
+        assert again.status == 409
+        assert again.json["error"] == "replayed"
+        assert "sign each publication anew" in again.json["reason"]
+        # The same body signed at another second, or with a nonce, is another request.
+        assert (await post(port, body, signed(body, timestamp=NOW + 1))).status == 200
+        with_nonce = await publish(port, {"topic": "t", "args": ["once"], "nonce": "a1"})
+        assert with_nonce.status == 200
+        marker = await publish(port, {"topic": "t", "args": ["marker"]})
+        events = [(await sub.event())[2:] for _ in range(4)]
+        assert events == [
+            [first.json["id"], {}, ["once"]],
+            [events[1][0], {}, ["once"]],
+            [with_nonce.json["id"], {}, ["once"]],
+            [marker.json["id"], {}, ["marker"]],
+        ]
+
+
+async def test_a_full_replay_guard_refuses_with_503_and_delivers_nothing(serve: Serve) -> None:
+    now = [float(NOW)]
+    port, _ = await serve(replay_guard=ReplayGuard(max_entries=2), clock=lambda: now[0])
+    async with subscriber(port, "t") as sub:
+        for n in range(2):
+            assert (await publish(port, {"topic": "t", "args": [n]})).status == 200
+            assert (await sub.event())[4] == [n]
+        refused = await publish(port, {"topic": "t", "args": ["third"]})
+        assert refused.status == 503
+        assert refused.json["error"] == "busy"
+        # The first signature leaves the 300 s window at NOW + 300: room from then on.
+        assert refused.headers["Retry-After"] == "300"
+        now[0] = NOW + 301.0
+        marker = await publish(port, {"topic": "t", "args": ["marker"]}, timestamp=NOW + 301)
+        assert marker.status == 200, marker.body
         assert (await sub.event())[2:] == [marker.json["id"], {}, ["marker"]]
 
 

@@ -41,6 +41,7 @@ from .realm import (
     TopicManager,
     WampConnection,
 )
+from .replay import Admission, ReplayGuard
 from .server import CLOSE_SYSTEM_SHUTDOWN, WampServer
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "PROTOCOL_VIOLATION",
     "RUNTIME_ERROR",
     "SYSTEM_SHUTDOWN",
+    "Admission",
     "Broker",
     "Dealer",
     "Payload",
@@ -69,6 +71,7 @@ __all__ = [
     "ProcedureManager",
     "PublishEndpoint",
     "Realm",
+    "ReplayGuard",
     "Topic",
     "TopicManager",
     "WampComponent",

@@ -22,8 +22,9 @@ Here the web application POSTs JSON to a route of the same server instead, from 
 
 :func:`ratchetpy.client.publish` does this in one call. The order of checks is deliberate:
 size (413), credentials (401: nothing about the body is looked at, or told, before the sender
-is known), content type (415), body (400), topic policy (403), then delivery. A refused request
-delivers nothing. Sans-IO like every component: no trio here, and :meth:`on_open` answers at once.
+is known), content type (415), body (400), topic policy (403), replay (409), then delivery. A
+refused request delivers nothing, and a signed request is delivered at most once. Sans-IO
+like every component: no trio here, and :meth:`on_open` answers at once.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Literal
@@ -40,6 +42,8 @@ from ..components.connection import Connection
 from ..exceptions import EncodeError
 from ..protocol.http import HttpRequest, HttpResponse
 from .messages import MAX_ID, IdGenerator, is_valid_uri
+from .replay import Admission, ReplayGuard
+from .serializers import STRICT_JSON
 from .server import WampServer
 from .signing import SIGNATURE_HEADER, TIMESTAMP_HEADER, Secret, signature
 
@@ -49,7 +53,9 @@ logger = logging.getLogger("ratchetpy.wamp")
 
 _HMAC_CHALLENGE = 'Ratchetpy-HMAC-SHA256 realm="ratchetpy-publish"'
 _BEARER_CHALLENGE = 'Bearer realm="ratchetpy-publish"'
-_FIELDS = frozenset({"topic", "args", "kwargs", "options", "realm"})
+_FIELDS = frozenset({"topic", "args", "kwargs", "options", "realm", "nonce"})
+# A nonce makes two deliberate, identical publications in one second distinct requests.
+_MAX_NONCE = 128
 _ID_OPTIONS = ("exclude", "eligible")
 _AUTHID_OPTIONS = ("exclude_authid", "eligible_authid")
 _MIN_SECRET = 16
@@ -108,10 +114,6 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")
-
-
 class PublishEndpoint(HttpComponent):
     """Serve ``POST`` requests that publish to ``wamp``'s subscribers (an HTTP component).
 
@@ -129,13 +131,21 @@ class PublishEndpoint(HttpComponent):
     ``auth``
         ``"hmac"`` (default): requests must be signed (``X-Ratchetpy-Timestamp`` and
         ``X-Ratchetpy-Signature``). The secret never travels, the body cannot be altered, and
-        a captured request is refused once its timestamp leaves the window. ``"bearer"``:
+        a captured request is refused when sent again (409) and once its timestamp leaves
+        the window (401). ``"bearer"``:
         ``Authorization: Bearer <secret>`` (easy from curl; the secret travels in every
         request, so only over TLS or loopback, and a captured request can be replayed
         forever). ``"either"``: both are accepted.
     ``timestamp_window``
         Seconds a signed request's timestamp may differ from the server's clock, either way
         (default 300). Older or newer requests get 401.
+    ``replay_guard``
+        The :class:`~ratchetpy.wamp.ReplayGuard` that remembers accepted signatures while
+        their timestamps are inside the window, so that a captured request sent again gets
+        409 instead of a second delivery (default: one of its own, 100,000 signatures, about
+        20 MB). When it is full, signed requests get 503 with ``Retry-After`` until old ones
+        expire. Identical publications in one second need distinct bodies: the ``nonce``
+        field, which :func:`ratchetpy.client.publish` fills in.
     ``realm``
         The realm to publish to when the body names none (default: the server's first realm).
     ``max_body_size``
@@ -153,7 +163,8 @@ class PublishEndpoint(HttpComponent):
     Answers: 200 JSON ``{"id": publication_id, "receivers": n}``; errors are JSON
     ``{"error": code, "reason": text}`` with status 400 (bad body, unknown realm), 401 (with
     ``WWW-Authenticate``: missing or wrong credentials, stale timestamp), 403 (topic not
-    allowed), 405 (not POST), 413 (too large) or 415 (not ``application/json``). Each refusal
+    allowed), 405 (not POST), 409 (a signed request accepted before), 413 (too large), 415 (not
+    ``application/json``) or 503 (the replay guard is full). Each refusal
     is logged at INFO on ``ratchetpy.wamp`` with the client's address and what was wrong,
     never with secrets or the body's content. Not a checkpoint: answers at once.
     """
@@ -167,6 +178,7 @@ class PublishEndpoint(HttpComponent):
         secret: Secret | Iterable[Secret] | None,
         auth: AuthMode = "hmac",
         timestamp_window: float = 300.0,
+        replay_guard: ReplayGuard | None = None,
         realm: str | None = None,
         max_body_size: int = 64 * 1024,
         allow_topics: Callable[[str], bool] | Iterable[str] | None = None,
@@ -196,6 +208,7 @@ class PublishEndpoint(HttpComponent):
         self.wamp = wamp
         self.auth: AuthMode = auth
         self.timestamp_window = timestamp_window
+        self.replay_guard = ReplayGuard() if replay_guard is None else replay_guard
         self.realm = realm
         self.max_body_size = max_body_size
         self.insecure_no_auth = insecure_no_auth
@@ -243,8 +256,7 @@ class PublishEndpoint(HttpComponent):
         body = request.body
         if len(body) > self.max_body_size:
             raise _Refusal(413, "too_large", f"the body is over {self.max_body_size} bytes")
-        if not self.insecure_no_auth:
-            self._authenticate(request, body)
+        signed = None if self.insecure_no_auth else self._authenticate(request, body)
         media_type = (request.header("content-type") or "").partition(";")[0].strip().lower()
         if media_type != "application/json":
             raise _Refusal(
@@ -259,6 +271,8 @@ class PublishEndpoint(HttpComponent):
             raise _Refusal(
                 403, "topic_not_allowed", f"publishing to {topic} over HTTP is not allowed"
             )
+        if signed is not None:
+            self._first_use(*signed)
         publication_id = IdGenerator.random()
         realm = fields["realm"]
         try:
@@ -278,13 +292,42 @@ class PublishEndpoint(HttpComponent):
         logger.debug("HTTP publish %s to %s: %d receivers", publication_id, topic, receivers)
         return {"id": publication_id, "receivers": receivers}
 
-    def _authenticate(self, request: HttpRequest, body: bytes) -> None:
+    def _authenticate(self, request: HttpRequest, body: bytes) -> tuple[bytes, float] | None:
+        """Check the credentials; for a signed request, its signature and the time its
+        timestamp leaves the window (until then it must not be accepted again)."""
         signed = request.header(SIGNATURE_HEADER) is not None
         authorization = request.header("authorization")
         if self.auth == "bearer" or (self.auth == "either" and not signed and authorization):
             self._check_bearer(authorization)
-        else:
-            self._check_signature(request, body)
+            return None
+        return self._check_signature(request, body)
+
+    def _first_use(self, digest: bytes, expires: float) -> None:
+        """Refuse a signed request accepted before (409), or any when the guard is full."""
+        now = self.clock()
+        admission = self.replay_guard.admit(digest, expires=expires, now=now)
+        if admission is Admission.REPLAYED:
+            raise _Refusal(
+                409,
+                "replayed",
+                "this signed request was accepted already; sign each publication anew "
+                '(identical ones in the same second need distinct "nonce" fields)',
+            )
+        if admission is Admission.FULL:
+            wait = max(1, math.ceil(self.replay_guard.room_at - now))
+            logger.warning(
+                "HTTP publish refused: %d signed requests inside the %g s window fill the "
+                "replay guard (raise ReplayGuard(max_entries=...) or narrow the window)",
+                len(self.replay_guard),
+                self.timestamp_window,
+            )
+            raise _Refusal(
+                503,
+                "busy",
+                "too many signed publications inside the timestamp window to guard against "
+                f"replays; retry in {wait} s",
+                headers=[("Retry-After", str(wait))],
+            )
 
     def _challenges(self) -> list[tuple[str, str]]:
         schemes = {
@@ -311,7 +354,7 @@ class PublishEndpoint(HttpComponent):
         if not matched:
             raise self._unauthorized("bad_credentials", "wrong secret")
 
-    def _check_signature(self, request: HttpRequest, body: bytes) -> None:
+    def _check_signature(self, request: HttpRequest, body: bytes) -> tuple[bytes, float]:
         stamp = request.header(TIMESTAMP_HEADER)
         given = request.header(SIGNATURE_HEADER)
         if stamp is None or given is None:
@@ -334,6 +377,8 @@ class PublishEndpoint(HttpComponent):
             matched |= hmac.compare_digest(given_bytes, expected)
         if not matched:
             raise self._unauthorized("bad_signature", "the signature does not match")
+        # Matched, so it is "sha256=" and 64 hex digits: the 32 bytes are what is remembered.
+        digest = bytes.fromhex(given_bytes[7:].decode("ascii"))
         # Checked after the signature, so only a genuine sender learns about the server's clock
         # (a replay, or a sender whose clock is off).
         skew = self.clock() - int(stamp)
@@ -344,17 +389,18 @@ class PublishEndpoint(HttpComponent):
                 f"the timestamp is {abs(skew):.0f} s {direction} "
                 f"(at most {self.timestamp_window:g} s either way); check the sender's clock",
             )
+        return digest, int(stamp) + self.timestamp_window
 
     def _parse(self, body: bytes) -> dict[str, Any]:
         """The body's fields, checked: topic, args, kwargs, realm and WampServer.publish
         keyword arguments built from options."""
         try:
-            data = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+            data = STRICT_JSON.decode(body.decode("utf-8"))
         except UnicodeDecodeError:
             raise _Refusal(400, "invalid_json", "the body is not UTF-8") from None
         except RecursionError:
             raise _Refusal(400, "invalid_json", "the JSON is nested too deeply") from None
-        except ValueError as exc:  # JSONDecodeError, NaN, ints with too many digits
+        except ValueError as exc:  # JSONDecodeError, NaN, 1e999, ints too long, duplicate keys
             raise _Refusal(400, "invalid_json", f"invalid JSON: {exc}") from None
         if type(data) is not dict:
             raise _Refusal(
@@ -382,6 +428,11 @@ class PublishEndpoint(HttpComponent):
             kwargs = {}
         elif type(kwargs) is not dict:
             raise _Refusal(400, "invalid_kwargs", "kwargs must be a JSON object")
+        nonce = data.get("nonce")
+        if nonce is not None and (type(nonce) is not str or len(nonce) > _MAX_NONCE):
+            raise _Refusal(
+                400, "invalid_nonce", f"nonce must be a string of at most {_MAX_NONCE} characters"
+            )
         return {
             "topic": topic,
             "args": args,
