@@ -88,11 +88,12 @@ def open_chat(browser: BrowserContext, url: str, name: str) -> ChatPage:
 # -- tests ---------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])  # the README's two addresses
 def test_chat_page_loads_cleanly_and_connects(
-    browser: BrowserContext, chat_server: Callable[[int], ChatProcess]
+    browser: BrowserContext, chat_server: Callable[[int], ChatProcess], host: str
 ) -> None:
     server = chat_server(0)
-    url = f"http://127.0.0.1:{server.port}/"
+    url = f"http://{host}:{server.port}/"
     page = ChatPage(browser.pages[0] if browser.pages else browser.new_page(), "A")
     response = page.page.goto(url)
     assert response is not None
