@@ -70,8 +70,9 @@ def test_host_check_lets_served_hosts_through_and_learns_more() -> None:
     assert check.on_open(RecordingConnection(), http_request(host="localhost:1")) == HttpResponse(
         200, "ok"
     )
-    check.allow(["Chat.Example.com:8443", "localhost"])
-    assert check.allowed_hosts == ["localhost", "chat.example.com"]
+    check.allow(["Chat.Example.com:8443", "localhost", "::1", "[2001:DB8::1]:443"])
+    assert check.allowed_hosts == ["localhost", "chat.example.com", "[::1]", "[2001:db8::1]"]
+    assert check.refusal(http_request(host="[::1]:8080")) is None
     assert check.refusal(http_request(host="chat.example.com")) is None
 
 

@@ -162,7 +162,8 @@ class HostCheck(HttpDecorator):
 
     ``allowed_hosts`` entries (ports are ignored, names compare case-insensitively):
 
-    * ``"example.com"``: that host; ``"127.0.0.1"``, ``"[::1]"``: those addresses;
+    * ``"example.com"``: that host; ``"127.0.0.1"``, ``"[::1]"`` (or ``"::1"``): those
+      addresses;
     * ``"*.example.com"``: its subdomains (not ``example.com`` itself);
     * ``"*"``: any host (the check is off).
 
@@ -178,6 +179,8 @@ class HostCheck(HttpDecorator):
     def allow(self, hosts: Iterable[str]) -> None:
         """Serve requests for ``hosts`` too (entries as for ``allowed_hosts``)."""
         for entry in hosts:
+            if entry.count(":") > 1 and not entry.startswith("["):
+                entry = f"[{entry}]"  # a bare IPv6 address, written as in a Host header
             host = split_host(entry)[0]
             if host not in self.allowed_hosts:
                 self.allowed_hosts.append(host)

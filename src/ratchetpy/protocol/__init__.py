@@ -11,7 +11,10 @@ headers be tested, fuzzed and reused without a server.
   :class:`Pong`, :class:`CloseReceived`, :class:`ProtocolFailure`);
 - :mod:`~ratchetpy.protocol.deflate`: permessage-deflate (RFC 7692) negotiation and codec;
 - :mod:`~ratchetpy.protocol.handshake`: the opening handshake, server side;
-- :mod:`~ratchetpy.protocol.http`: :class:`HttpRequest`, :class:`HttpResponse`, :class:`Headers`;
+- :mod:`~ratchetpy.protocol.http`: :class:`HttpRequest`, :class:`HttpResponse`, :class:`Headers`,
+  and the ``Host`` helpers ``split_host`` / ``host_matches``;
+- :mod:`~ratchetpy.protocol.chunked`: ``ChunkedBodyMeter``, the sizes a chunked request body
+  announces, read alongside h11;
 - :mod:`~ratchetpy.protocol.forwarded`: :class:`TrustedProxies`, the client address and scheme
   behind reverse proxies.
 """
