@@ -36,6 +36,12 @@ async def test_the_chat_example_in_memory() -> None:
             await server.connect_websocket("/chat", origin="http://evil.example")
         assert refused.value.status == 403
         assert b"origin 'http://evil.example' is not allowed" in refused.value.body
+        with pytest.raises(HandshakeRefused) as rebound:
+            await server.connect_websocket(
+                "/chat", host="evil.example", origin="http://evil.example"
+            )
+        assert rebound.value.status == 421
+        assert b"host 'evil.example' is not served here" in rebound.value.body
         missing = await server.get("/nope")
         assert missing.status == 404 and "no route for /nope" in missing.text
         health = await server.get("/health")
