@@ -229,13 +229,13 @@ class App:
         """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks (Ratchet's
         ``$app->run()``). Outside the main thread it serves without signal handlers until
         :meth:`shutdown`; see :meth:`IoServer.run`."""
-        self._prepare()
+        self._log_setup()
         self.server.run()
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve in the caller's nursery: ``port = await nursery.start(app.serve)``; see
         :meth:`IoServer.serve`."""
-        self._prepare()
+        self._log_setup()
         await self.server.serve(task_status=task_status)
 
     def shutdown(self) -> None:
@@ -264,7 +264,7 @@ class App:
         conn.send, text)``); see :meth:`IoServer.call_soon_threadsafe`."""
         self.server.call_soon_threadsafe(callback, *args)
 
-    def _prepare(self) -> None:
+    def _log_setup(self) -> None:
         hosts = self.hosts.allowed_hosts
         if "*" in hosts:
             logger.info("serving any Host (allowed_hosts=['*']): no DNS rebinding defence")
