@@ -538,6 +538,8 @@ async def test_undeliverable_payload_reaches_nobody(serve: Serve) -> None:
         # JSON carries 2**70; msgpack cannot: neither subscriber gets it.
         answer = await publish(port, {"topic": "t", "args": [2**70]})
         assert answer.status == 400 and answer.json["error"] == "undeliverable"
+        again = await publish(port, {"topic": "t", "args": [2**70]})
+        assert again.json["error"] == "undeliverable"  # not "replayed": it was not accepted
         # A lone surrogate cannot be sent as UTF-8 to JSON subscribers.
         answer = await post(
             port,

@@ -43,6 +43,14 @@ def test_memory_stays_bounded_under_a_steady_stream() -> None:
     assert len(guard) <= 601
 
 
+def test_a_forgotten_signature_is_admitted_again() -> None:
+    guard = ReplayGuard()
+    assert guard.admit(digest(1), expires=100.0, now=0.0) is Admission.FIRST
+    guard.forget(digest(1))
+    guard.forget(digest(2))  # unknown: nothing to do
+    assert guard.admit(digest(1), expires=100.0, now=1.0) is Admission.FIRST
+
+
 def test_max_entries_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_entries must be positive"):
         ReplayGuard(0)

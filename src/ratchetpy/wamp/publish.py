@@ -286,6 +286,9 @@ class PublishEndpoint(HttpComponent):
             )
         except EncodeError as exc:
             # Nobody received it: fan-out encodes for every subscriber before sending to any.
+            # Not accepted, then: sent again it gets this answer again, not "replayed".
+            if signed is not None:
+                self.replay_guard.forget(signed[0])
             raise _Refusal(
                 400, "undeliverable", f"the payload cannot be delivered: {exc}"
             ) from None

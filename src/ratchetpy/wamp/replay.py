@@ -71,6 +71,10 @@ class ReplayGuard:
         seen.move_to_end(digest)
         return Admission.FIRST
 
+    def forget(self, digest: bytes) -> None:
+        """Drop ``digest``: it was admitted, but the request it signed was not delivered."""
+        self._expires.pop(digest, None)
+
     def _sweep(self, now: float) -> bool:
         """Drop every expired entry, wherever clock skew put it; True if that made room.
 
