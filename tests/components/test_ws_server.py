@@ -3,10 +3,13 @@ driven by an independent client: the ``websockets`` library (its trio front end)
 
 from __future__ import annotations
 
+import gc
+import weakref
 from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.exceptions import InvalidStatus
 from websockets.trio.client import connect
@@ -283,6 +286,33 @@ async def test_keepalive_keeps_live_clients(start_server: Any) -> None:
             await ws.recv()
         await ws.send("alive")
         assert await ws.recv() == "alive"
+
+
+async def test_a_closed_connection_is_released_at_once_with_keepalive_on(
+    start_server: Any,
+) -> None:
+    # The keepalive tick used to hold the connection (codec, zlib state: ~110 KiB with
+    # compression) until it fired, up to `keepalive` seconds after the client had gone.
+    class Watched(MessageComponent):
+        def __init__(self) -> None:
+            self.refs: list[weakref.ref[Connection]] = []
+            self.closed = trio.Event()
+
+        def on_open(self, conn: Connection) -> None:
+            self.refs.append(weakref.ref(conn))
+
+        def on_close(self, conn: Connection) -> None:
+            self.closed.set()
+
+    component = Watched()
+    _, port = await start_server(ws_app(component, keepalive=3600))
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        await ws.send("hi")
+    with trio.fail_after(5):
+        await component.closed.wait()
+    await trio.testing.wait_all_tasks_blocked()  # the connection's task has ended
+    gc.collect()
+    assert [ref() for ref in component.refs] == [None]
 
 
 async def test_broadcast_reaches_everyone(start_server: Any) -> None:

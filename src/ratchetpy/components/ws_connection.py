@@ -64,8 +64,11 @@ class WsConnection(Connection):
         self._close_timer: Timer | None = None
         self._keepalive = keepalive
         self._awaiting_pong = False
+        # Kept to be cancelled on close: a pending tick holds this connection (its codec and
+        # zlib state) alive until it fires, up to ``keepalive`` seconds after the client left.
+        self._keepalive_timer: Timer | None = None
         if keepalive:
-            transport.call_later(keepalive, self._keepalive_tick)
+            self._keepalive_timer = transport.call_later(keepalive, self._keepalive_tick)
 
     # -- the Connection interface ------------------------------------------------------------
 
@@ -141,6 +144,8 @@ class WsConnection(Connection):
         """The TCP connection is gone: tell the component (``on_close``)."""
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
         code, reason = self.close_code, self.close_reason
         logger.info(
             "WebSocket #%s from %s closed: %s%s",
@@ -243,7 +248,7 @@ class WsConnection(Connection):
             return
         self._awaiting_pong = True
         self.ping(_KEEPALIVE_PAYLOAD)
-        self._transport.call_later(self._keepalive, self._keepalive_tick)
+        self._keepalive_timer = self._transport.call_later(self._keepalive, self._keepalive_tick)
 
 
 def broadcast(connections: Iterable[Connection], message: str | bytes) -> None:
