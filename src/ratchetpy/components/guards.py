@@ -54,6 +54,29 @@ def _is_upgrade(request: HttpRequest) -> bool:
     return (request.header("upgrade") or "").strip().lower() == "websocket"
 
 
+def _refuse(
+    conn: Connection,
+    request: HttpRequest,
+    status: int,
+    why: str,
+    *,
+    level: int = logging.INFO,
+    headers: Iterable[tuple[str, str]] = (),
+) -> HttpResponse:
+    """The refusal every guard answers with: logged, counted, and ``why`` in the body."""
+    logger.log(
+        level,
+        "HTTP %d to %s: %s %s: %s",
+        status,
+        conn.remote_address,
+        request.method,
+        request.path,
+        why,
+    )
+    count_refusal(conn, request)
+    return HttpResponse.error(status, why, headers=headers)
+
+
 def count_refusal(conn: Connection, request: HttpRequest) -> None:
     """Count a refused WebSocket handshake in the server's statistics (``handshakes_rejected``);
     refused plain HTTP requests are not counted."""
@@ -103,11 +126,7 @@ class OriginCheck(HttpDecorator):
         why = self.refusal(request)
         if why is None:
             return self.component.on_open(conn, request)
-        logger.info(
-            "HTTP 403 to %s: %s %s: %s", conn.remote_address, request.method, request.path, why
-        )
-        count_refusal(conn, request)
-        return HttpResponse.error(403, why)
+        return _refuse(conn, request, 403, why)
 
     def refusal(self, request: HttpRequest) -> str | None:
         """Why ``request`` is refused, or ``None`` if its origin is allowed."""
@@ -189,11 +208,7 @@ class HostCheck(HttpDecorator):
         why = self.refusal(request)
         if why is None:
             return self.component.on_open(conn, request)
-        logger.info(
-            "HTTP 421 to %s: %s %s: %s", conn.remote_address, request.method, request.path, why
-        )
-        count_refusal(conn, request)
-        return HttpResponse.error(421, why)
+        return _refuse(conn, request, 421, why)
 
     def refusal(self, request: HttpRequest) -> str | None:
         """Why ``request`` is refused, or ``None`` if its host is served."""
@@ -429,10 +444,8 @@ class ConnectionLimits(_Tracked):
     def _refuse(
         self, conn: Connection, request: HttpRequest, why: str, *, retry_after: float | None
     ) -> HttpResponse:
-        logger.warning("HTTP 429 to %s: %s", conn.remote_address, why)
-        count_refusal(conn, request)
         headers = [] if retry_after is None else [("Retry-After", str(max(1, round(retry_after))))]
-        return HttpResponse.error(429, why, headers=headers)
+        return _refuse(conn, request, 429, why, level=logging.WARNING, headers=headers)
 
     def _take_token(self, key: str) -> float:
         """Spend one handshake token of ``key``; 0 if there was one, else seconds to wait."""
