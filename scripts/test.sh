@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium and nginx for
-# the browser and proxy tests, when missing and we are root with apt-get), then ruff, mypy --strict,
+# Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium, nginx and
+# redis-server for the browser, proxy and Redis tests, when missing and we are root with
+# apt-get), then ruff, mypy --strict,
 # the import-layer contracts, the Autobahn TestSuite subset against examples/echo.py, and pytest.
 #
 #   bash scripts/test.sh            everything
@@ -24,6 +25,8 @@ missing=()
 command -v chromium > /dev/null 2>&1 || missing+=(chromium)
 command -v npm > /dev/null 2>&1 || missing+=(npm)  # fetches AutobahnJS for the browser tests
 have_nginx || missing+=(nginx)
+have_redis() { command -v redis-server > /dev/null 2>&1 || [ -x /usr/bin/redis-server ]; }
+have_redis || missing+=(redis-server)  # tests/io/test_redis.py runs against a real one
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then
     echo "== installing ${missing[*]} (apt-get) for the browser and reverse-proxy tests"
@@ -38,6 +41,9 @@ if command -v chromium > /dev/null 2>&1; then
 fi
 if have_nginx; then
   export RATCHETPY_REQUIRE_NGINX=1
+fi
+if have_redis; then
+  export RATCHETPY_REQUIRE_REDIS=1
 fi
 
 echo "== ruff"

@@ -18,6 +18,10 @@
     ├── AuthenticationFailed         an Authenticate check refuses a request (401 or 403)
     ├── InvalidSession               a session cookie failed verification (an empty session follows)
     ├── PublishError                 a publication through the HTTP endpoint failed
+    ├── BrokerError                  the broker (Redis) cannot do what was asked
+    │   ├── BrokerUnavailable        ... it cannot be reached, or the connection was lost
+    │   ├── RedisReplyError          ... Redis refused a command (WRONGPASS, NOPERM, ...)
+    │   └── RedisProtocolError       ... what came back is not RESP, or is too large
     └── WampError                    a WAMP handler refuses a request: the client gets its error URI
         └── WampRequestError         the router answered a ratchetpy.client request with ERROR
             └── WampCallError        ... a CALL
@@ -33,6 +37,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "AuthenticationFailed",
+    "BrokerError",
+    "BrokerUnavailable",
     "ConnectionClosed",
     "EncodeError",
     "HandshakeRefused",
@@ -44,6 +50,8 @@ __all__ = [
     "ProtocolViolation",
     "PublishError",
     "RatchetError",
+    "RedisProtocolError",
+    "RedisReplyError",
     "RemoteProtocolError",
     "SerializationError",
     "ServerError",
@@ -251,6 +259,41 @@ class PublishError(RatchetError):
         self.status = status
         self.reason = reason
         self.error = error
+
+
+# -- the broker between workers ---------------------------------------------------------------
+
+
+class BrokerError(RatchetError):
+    """The broker that connects worker processes (Redis) cannot do what was asked; a
+    publication that raised it reached no other worker. Subclasses say why."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The broker cannot be reached, or the connection to it was lost before it answered.
+
+    The message names the address (never the password). Commands under way when the
+    connection went are not known to have run: whether one did cannot be told.
+    """
+
+
+class RedisReplyError(BrokerError):
+    """Redis answered a command with an error: ``code`` is its first word (``WRONGPASS``,
+    ``NOPERM``, ``NOAUTH``, ``ERR``), ``message`` the whole text. The connection goes on."""
+
+    def __init__(self, message: str, *, command: str = "") -> None:
+        super().__init__(f"{command}: {message}" if command else message)
+        self.message = message
+        self.command = command
+
+    @property
+    def code(self) -> str:
+        return self.message.partition(" ")[0]
+
+
+class RedisProtocolError(BrokerError):
+    """What the Redis server sent is not RESP, or a reply grew past the reader's bound: the
+    connection cannot be trusted any more and is closed."""
 
 
 class WampError(RatchetError):

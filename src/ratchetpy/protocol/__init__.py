@@ -1,7 +1,8 @@
 """Sans-IO protocol code: bytes in, events out, and bytes to write back.
 
 Nothing in this package touches a socket, a clock or trio, or knows about components: it
-depends on the standard library, h11 and wsproto only (an import-linter contract checks it).
+depends on the standard library, h11, wsproto and (for Redis, optional) hiredis only (an
+import-linter contract checks it).
 That is what lets the WebSocket codec, the handshake, the HTTP data types and the proxy
 headers be tested, fuzzed and reused without a server.
 
@@ -13,6 +14,8 @@ headers be tested, fuzzed and reused without a server.
 - :mod:`~ratchetpy.protocol.handshake`: the opening handshake, server side;
 - :mod:`~ratchetpy.protocol.http`: :class:`HttpRequest`, :class:`HttpResponse`, :class:`Headers`,
   and the ``Host`` helpers ``split_host`` / ``host_matches``;
+- :mod:`~ratchetpy.protocol.resp` and :mod:`~ratchetpy.protocol.redis_url`: the Redis protocol
+  (commands out, replies in, over hiredis' parser) and Redis URLs;
 - :mod:`~ratchetpy.protocol.chunked`: ``ChunkedBodyMeter``, the sizes a chunked request body
   announces, read alongside h11;
 - :mod:`~ratchetpy.protocol.forwarded`: :class:`TrustedProxies`, the client address and scheme
