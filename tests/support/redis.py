@@ -49,10 +49,13 @@ def _require() -> str:
 
 
 @contextmanager
-def redis_server(directory: Path, *options: str) -> Iterator[RedisProcess]:
-    """Run redis-server with ``options`` until the block ends."""
+def redis_server(
+    directory: Path, *options: str, port: int | None = None
+) -> Iterator[RedisProcess]:
+    """Run redis-server with ``options`` until the block ends (on ``port``, or a free one:
+    give the same port to start it again where clients expect it)."""
     binary = _require()
-    port = free_port()
+    port = free_port() if port is None else port
     socket_path = directory / "redis.sock"
     command = [
         binary,

@@ -159,6 +159,15 @@ class RedisConnection:
                 raise slot.value
         return [slot.value for slot in slots]
 
+    def detach(self) -> tuple[trio.abc.Stream, RespReader]:
+        """Hand the logged-in stream (and what was read past the last reply) over, for a
+        connection that leaves request/reply mode (pub/sub). Only with nothing under way;
+        this object is closed afterwards."""
+        if self._pending:
+            raise RuntimeError("detach() with commands under way")
+        self._fail(BrokerUnavailable(f"the connection to {self.address.describe()} moved on"))
+        return self._stream, self._reader
+
     async def aclose(self) -> None:
         """Close the connection; commands still under way fail with BrokerUnavailable. A
         checkpoint."""
