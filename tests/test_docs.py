@@ -19,7 +19,13 @@ FENCE = re.compile(r"```python\n(.*?)```", re.S)
 DOTTED = re.compile(r"`(ratchetpy(?:\.[A-Za-z_][A-Za-z0-9_]*)+)(?:\(\))?`")
 # Logger names (documented on their own page) and ratchetpy's WAMP error URIs are not Python
 # names.
-LOGGERS = {"ratchetpy.http", "ratchetpy.ws", "ratchetpy.security", "ratchetpy.server"}
+LOGGERS = {
+    "ratchetpy.http",
+    "ratchetpy.ws",
+    "ratchetpy.security",
+    "ratchetpy.server",
+    "ratchetpy.broker",
+}
 URI_PREFIX = "ratchetpy.error."
 SOURCES = sorted((ROOT / "src" / "ratchetpy").rglob("*.py"))
 # Sphinx roles in docstrings: :class:`~ratchetpy.IoServer`, :meth:`ratchetpy.App.run`, ...
