@@ -49,9 +49,7 @@ def _require() -> str:
 
 
 @contextmanager
-def redis_server(
-    directory: Path, *options: str, port: int | None = None
-) -> Iterator[RedisProcess]:
+def redis_server(directory: Path, *options: str, port: int | None = None) -> Iterator[RedisProcess]:
     """Run redis-server with ``options`` until the block ends (on ``port``, or a free one:
     give the same port to start it again where clients expect it)."""
     binary = _require()
