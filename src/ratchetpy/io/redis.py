@@ -159,6 +159,23 @@ class RedisConnection:
                 raise slot.value
         return [slot.value for slot in slots]
 
+    async def wait_lost(self) -> BrokerUnavailable | RedisProtocolError:
+        """Read until the connection is lost, and return why. A checkpoint.
+
+        Replies that arrive meanwhile still reach their callers: the watcher is one more
+        reader. It is how an idle connection's owner learns at once that Redis closed it
+        (``CLIENT KILL``, a restart) instead of at the next command. A connection that dies
+        silently needs a probe (a ``PING`` with a deadline) as well.
+        """
+        while self._broken is None:
+            async with self._receive_lock:
+                try:
+                    if self._broken is None:
+                        await self._read_once()
+                finally:
+                    self._wake()
+        return self._broken
+
     def detach(self) -> tuple[trio.abc.Stream, RespReader]:
         """Hand the logged-in stream (and what was read past the last reply) over, for a
         connection that leaves request/reply mode (pub/sub). Only with nothing under way;

@@ -1,0 +1,182 @@
+"""A worker's one ordered publish connection to Redis, which refuses visibly when Redis is away.
+
+The guarantee a publisher gives upstream (a WAMP PUBLISHED, the publish endpoint's 2xx) is
+only as good as this: :meth:`RedisPublisher.publish` returns once Redis accepted the message
+(``PUBLISH`` answered), and raises :class:`~ratchetpy.BrokerUnavailable` otherwise, never
+later than about ``buffer_time`` seconds. There is no queue that grows while Redis is down and
+no silent success: during an outage each publication waits at most ``buffer_time`` for the
+connection to come back, then is refused, and the refusals are counted and logged when it
+does come back.
+
+One connection and no pool, because a pool reorders: publications of one task reach Redis in
+the order they were made. :meth:`RedisPublisher.run` owns the connection: it notices a lost one
+at once (``CLIENT KILL``, a restart), probes an idle one, and reconnects with backoff and jitter.
+
+.. code-block:: python
+
+    publisher = RedisPublisher("redis://127.0.0.1:6379/0")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(publisher.run)       # raises BrokerUnavailable if Redis is down
+        receivers = await publisher.publish("room:42", b"hello")
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+
+import trio
+
+from ..exceptions import BrokerUnavailable, RedisReplyError
+from ..protocol.redis_url import RedisAddress
+from .redis import RedisConnection
+
+__all__ = ["RedisPublisher"]
+
+logger = logging.getLogger("ratchetpy.broker")
+
+
+class RedisPublisher:
+    """Publishes to Redis over one connection that :meth:`run` keeps up.
+
+    Options (keyword-only): ``buffer_time`` (seconds a publication waits for Redis, when it
+    is away or slow, before it is refused: 1), ``probe_interval`` and ``probe_timeout``
+    (an idle connection gets a ``PING`` this often, and counts as lost without an answer in
+    time: 5 and 3), ``backoff`` (``(first, most)`` seconds between reconnection attempts,
+    doubling with jitter), ``connect_timeout``, ``ssl_context``, ``client_name`` and
+    ``max_in_flight`` as for :meth:`RedisConnection.open <ratchetpy.io.redis.RedisConnection.open>`.
+    """
+
+    def __init__(
+        self,
+        address: RedisAddress | str,
+        *,
+        buffer_time: float = 1.0,
+        probe_interval: float = 5.0,
+        probe_timeout: float = 3.0,
+        backoff: tuple[float, float] = (0.05, 2.0),
+        connect_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        client_name: str | None = None,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        self.address = RedisAddress.parse(address) if isinstance(address, str) else address
+        self.buffer_time = buffer_time
+        self.probe_interval = probe_interval
+        self.probe_timeout = probe_timeout
+        self.backoff = backoff
+        self.connect_timeout = connect_timeout
+        self.ssl_context = ssl_context
+        self.client_name = client_name
+        self.max_in_flight = max_in_flight
+        #: Publications accepted by Redis, and refused (Redis away, lost, or refusing).
+        self.published = 0
+        self.refused = 0
+        #: Connections lost since :meth:`run` started.
+        self.reconnects = 0
+        self._connection: RedisConnection | None = None
+        self._up = trio.Event()  # set while a connection is up
+
+    @property
+    def connected(self) -> bool:
+        """True while a connection is up."""
+        return self._connection is not None
+
+    async def publish(self, channel: str | bytes, data: bytes) -> int:
+        """Publish ``data`` to ``channel`` and return how many subscribers Redis passed it to
+        (on its node). A checkpoint.
+
+        Raises :class:`~ratchetpy.BrokerUnavailable` when Redis did not accept it within
+        ``buffer_time`` (away, or the connection was lost with the publication under way:
+        then whether it was passed on cannot be known, and it is not sent again, so nothing
+        is ever delivered twice), or :class:`~ratchetpy.RedisReplyError` when Redis refused
+        it (``NOPERM``).
+        """
+        where = self.address.describe()
+        with trio.move_on_after(self.buffer_time):
+            while self._connection is None:
+                await self._up.wait()
+            connection = self._connection
+            try:
+                receivers: int = await connection.execute("PUBLISH", channel, data)
+            except (BrokerUnavailable, RedisReplyError):
+                self.refused += 1
+                raise
+            self.published += 1
+            return receivers
+        self.refused += 1
+        if self._connection is None:
+            raise BrokerUnavailable(
+                f"{where} is unreachable: the publication was refused after waiting "
+                f"{self.buffer_time:g} s and reached no other worker"
+            )
+        # Sent, and not answered within the whole buffer: the connection cannot be trusted
+        # (the reply may still come, to nobody); run() makes a new one.
+        await self._connection.aclose()
+        raise BrokerUnavailable(
+            f"{where} did not answer the publication within {self.buffer_time:g} s; whether "
+            "other workers got it cannot be known (it is not sent again)"
+        )
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Keep the connection up until cancelled. Reports started once the first connection
+        is up; raises :class:`~ratchetpy.BrokerUnavailable` (or a refused login's
+        :class:`~ratchetpy.RedisReplyError`) if that one fails."""
+        connection = await self._open()
+        where = self.address.describe()
+        task_status.started()
+        attempt = 0
+        while True:
+            self._connection = connection
+            self._up.set()
+            try:
+                why = await self._watch(connection)
+            finally:
+                self._connection = None
+                self._up = trio.Event()
+                await connection.aclose()
+            logger.warning("lost the publish connection to %s: %s", where, why)
+            self.reconnects += 1
+            refused_before = self.refused
+            lost_at = trio.current_time()
+            while True:
+                delay = min(self.backoff[1], self.backoff[0] * 2**attempt)
+                await trio.sleep(delay * random.uniform(0.5, 1.0))
+                attempt += 1
+                try:
+                    connection = await self._open()
+                except (BrokerUnavailable, RedisReplyError) as exc:
+                    logger.warning("cannot reconnect to %s yet: %s", where, exc)
+                    continue
+                attempt = 0
+                logger.info(
+                    "publish connection to %s back after %.2f s; %d publications were refused",
+                    where,
+                    trio.current_time() - lost_at,
+                    self.refused - refused_before,
+                )
+                break
+
+    async def _open(self) -> RedisConnection:
+        return await RedisConnection.open(
+            self.address,
+            connect_timeout=self.connect_timeout,
+            ssl_context=self.ssl_context,
+            client_name=self.client_name,
+            max_in_flight=self.max_in_flight,
+        )
+
+    async def _watch(self, connection: RedisConnection) -> str:
+        """Return (why) once ``connection`` is lost: closed by Redis, closed by a publisher
+        that gave up on it, or silent past a probe."""
+        while True:
+            with trio.move_on_after(self.probe_interval):
+                return str(await connection.wait_lost())
+            with trio.move_on_after(self.probe_timeout):
+                try:
+                    await connection.execute("PING")
+                except (BrokerUnavailable, RedisReplyError) as exc:
+                    return str(exc)
+                continue
+            return f"no answer to a probe within {self.probe_timeout:g} s"
