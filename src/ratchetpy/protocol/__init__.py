@@ -14,8 +14,11 @@ headers be tested, fuzzed and reused without a server.
 - :mod:`~ratchetpy.protocol.handshake`: the opening handshake, server side;
 - :mod:`~ratchetpy.protocol.http`: :class:`HttpRequest`, :class:`HttpResponse`, :class:`Headers`,
   and the ``Host`` helpers ``split_host`` / ``host_matches``;
-- :mod:`~ratchetpy.protocol.resp` and :mod:`~ratchetpy.protocol.redis_url`: the Redis protocol
-  (commands out, replies in, over hiredis' parser) and Redis URLs;
+- :mod:`~ratchetpy.protocol.resp`, :mod:`~ratchetpy.protocol.redis_url` and
+  :mod:`~ratchetpy.protocol.redis_pubsub`: the Redis protocol (commands out, replies in, over
+  hiredis' parser), Redis URLs, and a subscriber connection's state;
+- :mod:`~ratchetpy.protocol.envelope`: the envelope of a message between worker processes and
+  the sequence check that finds gaps and duplicates;
 - :mod:`~ratchetpy.protocol.chunked`: ``ChunkedBodyMeter``, the sizes a chunked request body
   announces, read alongside h11;
 - :mod:`~ratchetpy.protocol.forwarded`: :class:`TrustedProxies`, the client address and scheme
