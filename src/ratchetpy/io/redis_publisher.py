@@ -83,6 +83,25 @@ class RedisPublisher:
         """True while a connection is up."""
         return self._connection is not None
 
+    def unreachable(self) -> BrokerUnavailable:
+        """The refusal of a publication that waited ``buffer_time`` and was never sent."""
+        return BrokerUnavailable(
+            f"{self.address.describe()} is unreachable: the publication was refused after "
+            f"waiting {self.buffer_time:g} s and reached no other worker"
+        )
+
+    async def wait_connected(self) -> None:
+        """Return once a connection is up (at once if one is). A checkpoint."""
+        await trio.lowlevel.checkpoint()
+        while self._connection is None:
+            await self._up.wait()
+
+    async def publish_many(self, messages: list[tuple[str | bytes, bytes]]) -> list[int]:
+        """Publish several ``(channel, data)`` in one write, in order; as :meth:`publish` for
+        each (the same outcome for all: one write, one answer). A checkpoint."""
+        commands = [("PUBLISH", channel, data) for channel, data in messages]
+        return await self._execute(commands)
+
     async def publish(self, channel: str | bytes, data: bytes) -> int:
         """Publish ``data`` to ``channel`` and return how many subscribers Redis passed it to
         (on its node). A checkpoint.
@@ -93,24 +112,25 @@ class RedisPublisher:
         is ever delivered twice), or :class:`~ratchetpy.RedisReplyError` when Redis refused
         it (``NOPERM``).
         """
+        (receivers,) = await self._execute([("PUBLISH", channel, data)])
+        return receivers
+
+    async def _execute(self, commands: list[tuple[str, str | bytes, bytes]]) -> list[int]:
         where = self.address.describe()
         with trio.move_on_after(self.buffer_time):
-            while self._connection is None:
-                await self._up.wait()
+            await self.wait_connected()
             connection = self._connection
+            assert connection is not None
             try:
-                receivers: int = await connection.execute("PUBLISH", channel, data)
+                replies: list[int] = await connection.execute_many(commands)
             except (BrokerUnavailable, RedisReplyError):
-                self.refused += 1
+                self.refused += len(commands)
                 raise
-            self.published += 1
-            return receivers
-        self.refused += 1
+            self.published += len(commands)
+            return replies
+        self.refused += len(commands)
         if self._connection is None:
-            raise BrokerUnavailable(
-                f"{where} is unreachable: the publication was refused after waiting "
-                f"{self.buffer_time:g} s and reached no other worker"
-            )
+            raise self.unreachable()
         # Sent, and not answered within the whole buffer: the connection cannot be trusted
         # (the reply may still come, to nobody); run() makes a new one.
         await self._connection.aclose()

@@ -125,16 +125,18 @@ class RedisSubscriber:
         """Want ``channel`` and return once Redis confirmed it. A checkpoint.
 
         Raises :class:`~ratchetpy.BrokerUnavailable` if that does not happen within
-        ``subscribe_timeout`` (Redis is away); the channel is then not wanted any more, so
-        the caller can refuse what it was subscribing for.
+        ``subscribe_timeout`` (Redis is away); the channel is then not wanted any more (unless
+        it was wanted before this call), so the caller can refuse what it was subscribing for.
         """
         name = as_channel(channel)
-        await self._send(self._state.want(name))
+        command = self._state.want(name)
+        await self._send(command)
         with trio.move_on_after(self.subscribe_timeout):
             while name not in self._state.confirmed:
                 await self._changed.wait()
             return
-        await self.unsubscribe(name)
+        if command:  # this call wanted it first: it does not stay wanted for nobody
+            await self.unsubscribe(name)
         raise BrokerUnavailable(
             f"{self.address.describe()} did not confirm the subscription to {name!r} within "
             f"{self.subscribe_timeout:g} s"

@@ -1,0 +1,117 @@
+"""The broker seam: what crosses from one worker process to the others.
+
+Everything that fans out (WAMP events, groups, messages to one user's connections, the
+publish endpoint) delivers to the connections of its own worker itself, encoding once, as a
+single process does; what the *other* workers must see goes through a :class:`MessageBroker`
+as bytes on a named channel. Two engines:
+
+* :class:`MemoryBroker`, the default: one process, no other workers, so nothing to send
+  (``distributed`` is False and fan-out paths skip encoding for others altogether);
+* :class:`~ratchetpy.io.redis_broker.RedisBroker`: many processes and hosts through Redis.
+
+The interface is small on purpose, so that another engine (NATS) fits behind it:
+
+``listen(channel, handler)`` / ``unlisten(channel, handler)``
+    ``handler(body)`` is called, in order, with every body other workers publish to
+    ``channel``. The first listener of a channel subscribes the worker to it and returns once
+    that is confirmed; the last one to leave unsubscribes it: a worker with no listener of a
+    channel receives none of its traffic.
+``publish(channel, body)`` (awaitable) and ``publish_nowait(channel, body)``
+    Pass ``body`` to the listeners of ``channel`` on every *other* worker. ``publish``
+    returns once the broker accepted it and raises :class:`~ratchetpy.BrokerError` if it did
+    not (within about a second); ``publish_nowait`` does not wait and logs and counts a
+    refusal instead, for code that cannot wait (a synchronous handler).
+``on_missed(callback)``
+    ``callback(channel)`` when messages of ``channel`` may have been missed (after a
+    reconnection, or a gap in a worker's sequence): at most once is what Redis gives.
+
+No trio here: :class:`MemoryBroker` needs none, and the Redis engine lives in the I/O layer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+__all__ = ["Handler", "MemoryBroker", "MessageBroker"]
+
+#: Called with the body of each message of a channel, in order; must not block.
+Handler = Callable[[bytes], object]
+
+
+class MessageBroker(Protocol):
+    """What a fan-out path needs to reach the other workers (see the module docstring)."""
+
+    #: This worker's id, unique among all workers of all hosts.
+    worker_id: str
+
+    @property
+    def distributed(self) -> bool:
+        """True if there may be other workers: only then is anything worth publishing."""
+        ...
+
+    async def listen(self, channel: str, handler: Handler) -> None:
+        """Call ``handler`` with every body other workers publish to ``channel``. A checkpoint;
+        returns once the broker confirmed the subscription (BrokerError if it could not)."""
+        ...
+
+    async def unlisten(self, channel: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``channel``. A checkpoint."""
+        ...
+
+    async def publish(self, channel: str, body: bytes) -> None:
+        """Pass ``body`` to the listeners of ``channel`` on the other workers; returns once the
+        broker accepted it. A checkpoint; BrokerError if it did not."""
+        ...
+
+    def publish_nowait(self, channel: str, body: bytes) -> None:
+        """As :meth:`publish`, without waiting: a refusal is logged and counted."""
+        ...
+
+    def on_missed(self, callback: Callable[[str], object]) -> None:
+        """Call ``callback(channel)`` when messages of ``channel`` may have been missed."""
+        ...
+
+
+class MemoryBroker:
+    """The broker of a single process: there are no other workers, so nothing is sent.
+
+    Fan-out paths check :attr:`distributed` and deliver locally only, exactly as before any
+    broker existed. Listening is recorded (so code written for many workers runs unchanged)
+    and never called.
+    """
+
+    distributed = False
+
+    def __init__(self, worker_id: str = "memory") -> None:
+        self.worker_id = worker_id
+        self._listeners: dict[str, list[Handler]] = {}
+
+    async def listen(self, channel: str, handler: Handler) -> None:
+        self._listeners.setdefault(channel, []).append(handler)
+
+    async def unlisten(self, channel: str, handler: Handler) -> None:
+        handlers = self._listeners.get(channel, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self._listeners.pop(channel, None)
+
+    async def publish(self, channel: str, body: bytes) -> None:
+        return None  # no other worker: delivered to all of them
+
+    def publish_nowait(self, channel: str, body: bytes) -> None:
+        return None
+
+    def on_missed(self, callback: Callable[[str], object]) -> None:
+        return None  # nothing can be missed in one process
+
+    def listening(self, channel: str) -> bool:
+        """True while ``channel`` has a listener."""
+        return channel in self._listeners
+
+
+if TYPE_CHECKING:
+
+    def _is_a_message_broker(broker: MemoryBroker) -> MessageBroker:
+        return broker

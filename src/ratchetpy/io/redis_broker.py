@@ -1,0 +1,285 @@
+"""RedisBroker: the :class:`~ratchetpy.broker.MessageBroker` of many workers, through Redis.
+
+Per worker: one :class:`~ratchetpy.io.redis_publisher.RedisPublisher` (the one ordered publish
+connection) and one :class:`~ratchetpy.io.redis_subscriber.RedisSubscriber`, subscribed only
+to the channels this worker has listeners for. Every message goes out in an
+:class:`~ratchetpy.protocol.envelope.Envelope` naming this worker and its sequence on the
+channel; a receiving worker drops its own messages (it delivered them locally already),
+drops duplicates, and reports gaps and reconnections as possibly missed messages.
+
+:meth:`RedisBroker.run` owns everything: the two connections and the task that sends what
+:meth:`RedisBroker.publish_nowait` queued (bounded: a full queue refuses at once). Both
+publish paths share that queue, so the messages of one task reach Redis in the order it
+published them, whichever path it used, and a batch of them goes out in one write.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import secrets
+import socket
+import ssl
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import trio
+
+from ..broker import Handler, MessageBroker
+from ..exceptions import BrokerError, BrokerUnavailable, RedisProtocolError
+from ..protocol.envelope import Envelope, SequenceTracker, Verdict
+from ..protocol.redis_url import RedisAddress
+from .redis import RedisConnection
+from .redis_publisher import RedisPublisher
+from .redis_subscriber import RedisSubscriber
+
+__all__ = ["RedisBroker"]
+
+logger = logging.getLogger("ratchetpy.broker")
+
+# Messages per write when the queue has many: large enough to amortise the round trip.
+_BATCH = 256
+
+
+class _Outgoing:
+    """A message on its way to Redis; ``done`` is set once Redis accepted or refused it."""
+
+    __slots__ = ("channel", "data", "done", "error")
+
+    def __init__(self, channel: str, body: bytes, done: trio.Event | None) -> None:
+        self.channel = channel
+        self.data = body  # the body until it is sent, then the envelope
+        self.done = done
+        self.error: BaseException | None = None
+
+
+def default_worker_id() -> str:
+    """``host:pid:random``: unique among the workers of every host, also after a restart."""
+    host = "".join(c if c.isalnum() or c in "._-" else "-" for c in socket.gethostname())
+    return f"{host[:32] or 'host'}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class RedisBroker:
+    """Workers and hosts sharing one Redis: ``RedisBroker("redis://127.0.0.1:6379/0")``.
+
+    Start it with ``await nursery.start(broker.run)``, which raises
+    :class:`~ratchetpy.BrokerUnavailable` if Redis cannot be reached at start-up.
+
+    Options (keyword-only): ``worker_id`` (default :func:`default_worker_id`), ``prefix``
+    (put before every channel name in Redis, default ``"ratchetpy:"``, so that several apps
+    can share a Redis), ``buffer_time`` (seconds a publication may wait for Redis before it is
+    refused, 1), ``max_queue`` (publications waiting to be sent, 10,000; more are refused at
+    once), ``ssl_context``, and ``probe_interval`` / ``probe_timeout`` for both connections.
+    """
+
+    distributed = True
+
+    def __init__(
+        self,
+        address: RedisAddress | str,
+        *,
+        worker_id: str | None = None,
+        prefix: str = "ratchetpy:",
+        buffer_time: float = 1.0,
+        max_queue: int = 10_000,
+        ssl_context: ssl.SSLContext | None = None,
+        probe_interval: float = 5.0,
+        probe_timeout: float = 3.0,
+    ) -> None:
+        self.address = RedisAddress.parse(address) if isinstance(address, str) else address
+        self.worker_id = worker_id or default_worker_id()
+        Envelope(self.worker_id, 0, b"")  # refuses an id the envelope cannot carry
+        self.prefix = prefix
+        self.buffer_time = buffer_time
+        self.publisher = RedisPublisher(
+            self.address,
+            buffer_time=buffer_time,
+            probe_interval=probe_interval,
+            probe_timeout=probe_timeout,
+            ssl_context=ssl_context,
+            client_name=f"ratchetpy-pub:{self.worker_id}",
+        )
+        self.subscriber = RedisSubscriber(
+            self.address,
+            on_message=self._received,
+            on_resubscribed=self._resubscribed,
+            probe_interval=probe_interval,
+            probe_timeout=probe_timeout,
+            subscribe_timeout=buffer_time,
+            ssl_context=ssl_context,
+            client_name=f"ratchetpy-sub:{self.worker_id}",
+        )
+        #: Publications refused by publish_nowait (queue full, Redis away), and bodies
+        #: received that were not ours to read (not an envelope) or seen twice.
+        self.refused = 0
+        self.malformed = 0
+        self.duplicates = 0
+        self._send, self._queue = trio.open_memory_channel[_Outgoing](max_queue)
+        self._handlers: dict[str, list[Handler]] = {}
+        self._sequences: dict[str, itertools.count[int]] = {}
+        self._tracker = SequenceTracker()
+        self._missed_callbacks: list[Callable[[str], object]] = []
+
+    # -- the MessageBroker interface -----------------------------------------------------------
+
+    async def listen(self, channel: str, handler: Handler) -> None:
+        handlers = self._handlers.setdefault(channel, [])
+        handlers.append(handler)
+        if len(handlers) == 1:
+            try:
+                await self.subscriber.subscribe(self.prefix + channel)
+            except BaseException:
+                await self.unlisten(channel, handler)
+                raise
+        else:
+            # Another listener's subscription may still be waiting for its confirmation;
+            # this one returns once it is in, as the first does.
+            await self.subscriber.subscribe(self.prefix + channel)
+
+    async def unlisten(self, channel: str, handler: Handler) -> None:
+        handlers = self._handlers.get(channel)
+        if handlers is None or handler not in handlers:
+            await trio.lowlevel.checkpoint()
+            return
+        handlers.remove(handler)
+        if not handlers:
+            del self._handlers[channel]
+            await self.subscriber.unsubscribe(self.prefix + channel)
+        else:
+            await trio.lowlevel.checkpoint()
+
+    async def publish(self, channel: str, body: bytes) -> None:
+        done = trio.Event()
+        outgoing = self._enqueue(channel, body, done)
+        if outgoing is None:
+            raise BrokerUnavailable(
+                f"the queue to {self.address.describe()} is full: the publication was refused"
+            )
+        await done.wait()
+        if outgoing.error is not None:
+            raise outgoing.error
+
+    def publish_nowait(self, channel: str, body: bytes) -> None:
+        if self._enqueue(channel, body, None) is None:
+            logger.warning(
+                "publication to %s refused: the queue to %s is full",
+                channel,
+                self.address.describe(),
+            )
+
+    def on_missed(self, callback: Callable[[str], object]) -> None:
+        self._missed_callbacks.append(callback)
+
+    # -- running -------------------------------------------------------------------------------
+
+    @property
+    def healthy(self) -> bool:
+        """Both connections up, and every channel with listeners subscribed."""
+        return self.publisher.connected and self.subscriber.healthy
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Connect both connections and send what is queued, until cancelled. Reports
+        started once both are up; raises BrokerUnavailable if either cannot connect."""
+        # A first connection on its own, so that an unreachable Redis or a refused login is
+        # raised as itself, not inside the exception group of the nursery below.
+        check = await RedisConnection.open(self.address, ssl_context=self.publisher.ssl_context)
+        await check.aclose()
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.publisher.run)
+            await nursery.start(self.subscriber.run)
+            nursery.start_soon(self._sender)
+            logger.info("broker: worker %s on %s", self.worker_id, self.address.describe())
+            task_status.started()
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _enqueue(self, channel: str, body: bytes, done: trio.Event | None) -> _Outgoing | None:
+        outgoing = _Outgoing(channel, body, done)
+        try:
+            self._send.send_nowait(outgoing)
+        except trio.WouldBlock:
+            self.refused += 1
+            return None
+        return outgoing
+
+    def _envelope(self, item: _Outgoing) -> tuple[str, bytes]:
+        # Numbered as it is sent, so that a refusal before sending leaves no gap: a gap then
+        # means a message was sent and not received.
+        counter = self._sequences.get(item.channel)
+        if counter is None:
+            counter = self._sequences[item.channel] = itertools.count(1)
+        envelope = Envelope(self.worker_id, next(counter), item.data)
+        return self.prefix + item.channel, envelope.encode()
+
+    async def _sender(self) -> None:
+        while True:
+            batch = [await self._queue.receive()]
+            while len(batch) < _BATCH:
+                try:
+                    batch.append(self._queue.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            error: BaseException | None = None
+            try:
+                with trio.move_on_after(self.buffer_time):
+                    await self.publisher.wait_connected()
+                if not self.publisher.connected:
+                    # Refused before being numbered: the others see no gap for these.
+                    raise self.publisher.unreachable()
+                await self.publisher.publish_many([self._envelope(item) for item in batch])
+            except BrokerError as exc:
+                error = exc
+                waiting = [item for item in batch if item.done is not None]
+                if len(waiting) < len(batch):
+                    self.refused += len(batch) - len(waiting)
+                    logger.warning(
+                        "%d publications could not be passed on to other workers: %s",
+                        len(batch) - len(waiting),
+                        exc,
+                    )
+            for item in batch:
+                if item.done is not None:
+                    item.error = error
+                    item.done.set()
+
+    def _received(self, channel: bytes, data: bytes) -> None:
+        name = channel.decode("utf-8", "replace").removeprefix(self.prefix)
+        try:
+            envelope = Envelope.decode(data)
+        except RedisProtocolError as exc:
+            self.malformed += 1
+            logger.warning("dropped a message on %s: %s", name, exc)
+            return
+        if envelope.origin == self.worker_id:
+            return  # our own: delivered locally when it was published
+        verdict, missed = self._tracker.observe(channel, envelope)
+        if verdict is Verdict.DUPLICATE:
+            self.duplicates += 1
+            return
+        if verdict is Verdict.GAP:
+            logger.warning("%d messages of %s from %s were missed", missed, name, envelope.origin)
+            self._missed(name)
+        for handler in list(self._handlers.get(name, ())):
+            _call(handler, envelope.body)
+
+    def _resubscribed(self, channels: frozenset[bytes]) -> None:
+        for channel in sorted(channels):
+            self._missed(channel.decode("utf-8", "replace").removeprefix(self.prefix))
+
+    def _missed(self, channel: str) -> None:
+        for callback in list(self._missed_callbacks):
+            _call(callback, channel)
+
+
+def _call(callback: Callable[..., Any], *args: Any) -> None:
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("a broker callback failed")
+
+
+if TYPE_CHECKING:
+
+    def _is_a_message_broker(broker: RedisBroker) -> MessageBroker:
+        return broker

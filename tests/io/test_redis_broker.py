@@ -1,0 +1,161 @@
+"""RedisBroker: two workers in one process sharing a real redis-server. What one publishes
+reaches the other's listeners, in order, once; a worker's own messages and a channel nobody
+listens to stay away; gaps, duplicates and strangers' messages are told apart; an outage is
+refused visibly and reported as possibly missed messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from ratchetpy import BrokerUnavailable
+from ratchetpy.broker import MemoryBroker
+from ratchetpy.io.redis import RedisConnection
+from ratchetpy.io.redis_broker import RedisBroker
+from ratchetpy.protocol.envelope import Envelope
+from support.redis import RedisProcess, free_port, redis_server
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[RedisProcess]:
+    with redis_server(tmp_path) as server:
+        yield server
+
+
+class Received:
+    def __init__(self) -> None:
+        self.send, self.receive = trio.open_memory_channel[bytes](10_000)
+        self.missed: list[str] = []
+
+    def __call__(self, body: bytes) -> None:
+        self.send.send_nowait(body)
+
+    async def take(self, count: int) -> list[bytes]:
+        with trio.fail_after(5):
+            return [await self.receive.receive() for _ in range(count)]
+
+
+@pytest.fixture
+async def workers(redis: RedisProcess, nursery: trio.Nursery) -> AsyncIterator[list[RedisBroker]]:
+    brokers = [RedisBroker(redis.url, worker_id=f"w{n}") for n in (1, 2)]
+    for broker in brokers:
+        await nursery.start(broker.run)
+    yield brokers
+
+
+async def test_what_one_worker_publishes_reaches_the_others_in_order_once(
+    workers: list[RedisBroker],
+) -> None:
+    a, b = workers
+    at_a, at_b = Received(), Received()
+    await a.listen("room", at_a)
+    await b.listen("room", at_b)  # b's own publications are not handed back to it
+    for n in range(300):
+        if n % 2:
+            await b.publish("room", b"%d" % n)
+        else:
+            b.publish_nowait("room", b"%d" % n)
+    await b.publish("room", b"end")
+    assert await at_a.take(301) == [b"%d" % n for n in range(300)] + [b"end"]
+    await a.publish("room", b"from a")
+    assert await at_b.take(1) == [b"from a"]
+    assert (a.duplicates, a.malformed, b.refused) == (0, 0, 0)
+
+
+async def test_a_worker_subscribes_only_to_channels_it_listens_to(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, _ = workers
+    handler = Received()
+    async with await RedisConnection.open(redis.url) as admin:
+
+        async def subscribers(channel: str) -> int:
+            return int((await admin.execute("PUBSUB", "NUMSUB", f"ratchetpy:{channel}"))[1])
+
+        assert await subscribers("room") == 0
+        await a.listen("room", handler)
+        await a.listen("room", Received())  # a second listener: still one subscription
+        assert await subscribers("room") == 1
+        await a.unlisten("room", handler)
+        assert await subscribers("room") == 1
+        assert a.healthy
+
+
+async def test_duplicates_gaps_and_strangers_messages(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, _ = workers
+    got = Received()
+    missed: list[str] = []
+    a.on_missed(missed.append)
+    await a.listen("room", got)
+    async with await RedisConnection.open(redis.url) as raw:
+        channel = "ratchetpy:room"
+        for data in (
+            Envelope("w9", 1, b"one").encode(),
+            Envelope("w9", 1, b"one again").encode(),  # a duplicate: dropped
+            b"not ours",  # someone else's message on our channel: dropped, counted
+            Envelope("w9", 4, b"four").encode(),  # 2 and 3 missed: reported, delivered
+            Envelope("backend", 0, b"direct").encode(),  # a backend's own: not counted
+            Envelope("w1", 1, b"echo").encode(),  # a's own id: it delivered that itself
+        ):
+            await raw.execute("PUBLISH", channel, data)
+    assert await got.take(3) == [b"one", b"four", b"direct"]
+    assert (a.duplicates, a.malformed) == (1, 1)
+    assert missed == ["room"]
+
+
+async def test_an_outage_is_refused_visibly_and_reported_as_missed(
+    tmp_path: Path, nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="ratchetpy.broker")
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    a = RedisBroker(url, worker_id="a", buffer_time=0.2)
+    b = RedisBroker(url, worker_id="b", buffer_time=0.2)
+    got, missed = Received(), []
+    with redis_server(tmp_path, port=port):
+        await nursery.start(a.run)
+        await nursery.start(b.run)
+        a.on_missed(missed.append)
+        await a.listen("room", got)
+        await b.publish("room", b"before")
+        assert await got.take(1) == [b"before"]
+    with pytest.raises(BrokerUnavailable):
+        await b.publish("room", b"during")  # Redis is down: refused, not queued
+    b.publish_nowait("room", b"during, without waiting")
+    with trio.fail_after(5):
+        while b.refused == 0:  # refused once the buffer time passed, logged and counted
+            await trio.sleep(0.01)
+    with redis_server(tmp_path, port=port):
+        with trio.fail_after(10):
+            while not (a.healthy and b.healthy and missed):
+                await trio.sleep(0.01)
+        assert missed == ["room"]  # a was away: it may have missed messages
+        await b.publish("room", b"after")
+        assert await got.take(1) == [b"after"]  # and nothing refused was delivered
+    assert any("1 publications could not be passed on" in r.getMessage() for r in caplog.records)
+    assert b.refused == 1
+    # Refused before they were sent, so they left no gap in b's sequence.
+    assert not any("were missed" in r.getMessage() for r in caplog.records)
+
+
+async def test_redis_down_at_start_up_is_an_error(nursery: trio.Nursery) -> None:
+    with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        await nursery.start(RedisBroker(f"redis://127.0.0.1:{free_port()}/0").run)
+
+
+async def test_the_memory_broker_has_no_one_to_send_to() -> None:
+    broker = MemoryBroker()
+    handler = Received()
+    assert not broker.distributed
+    await broker.listen("room", handler)
+    assert broker.listening("room")
+    await broker.publish("room", b"x")
+    broker.publish_nowait("room", b"x")
+    await broker.unlisten("room", handler)
+    assert not broker.listening("room")
