@@ -147,3 +147,19 @@ async def test_redis_down_at_start_up_is_an_error(
     with pytest.raises(BrokerUnavailable, match="cannot connect"):
         await nursery.start(sub.run)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_a_subscriber_of_nothing_answers_probes_and_stays(
+    redis: RedisProcess, autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
+) -> None:
+    # Subscribed to no channel, the connection is out of pub/sub mode and Redis answers the
+    # probe with a plain +PONG; that once counted as a broken connection every 5 s.
+    autojump_clock.autojump_threshold = 0.05
+    sub = subscriber_for(redis.url, Inbox(), probe_interval=5, probe_timeout=3)
+    await nursery.start(sub.run)
+    await trio.sleep(30)  # six probes, in virtual time
+    assert sub.reconnects == 0 and sub.healthy
+    await sub.subscribe("later")
+    await sub.unsubscribe("later")  # and back to nothing
+    await trio.sleep(30)
+    assert sub.reconnects == 0

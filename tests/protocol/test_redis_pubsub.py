@@ -26,6 +26,7 @@ def test_wanting_gives_the_commands_and_redis_confirms() -> None:
     assert state.missing() == set()
     assert state.receive([b"message", b"room", b"hi"]) == PubSubMessage(b"room", b"hi")
     assert state.receive([b"pong", b""]) == ProbeAnswered()
+    assert state.receive(b"PONG") == ProbeAnswered()  # subscribed to nothing: plain mode
     assert state.unwant("room") == encode_command("UNSUBSCRIBE", b"room")
     assert state.unwant("room") == b""
     # Messages already under way after the UNSUBSCRIBE are dropped.
@@ -58,7 +59,7 @@ def test_many_channels_are_subscribed_in_batches() -> None:
 
 @pytest.mark.parametrize(
     "reply",
-    [b"OK", 5, None, [], [b"message", b"only-two"], [b"psubscribe", b"x", 1], [1, 2, 3]],
+    [b"OK", b"pong", 5, None, [], [b"message", b"only-two"], [b"psubscribe", b"x", 1], [1, 2]],
     ids=repr,
 )
 def test_replies_a_subscriber_cannot_get_are_protocol_errors(reply: object) -> None:

@@ -127,6 +127,10 @@ class PubSubState:
         """
         if isinstance(reply, RedisReplyError):
             raise reply
+        if reply == b"PONG":
+            # A connection subscribed to nothing is out of pub/sub mode, and answers a PING
+            # as any connection does.
+            return ProbeAnswered()
         if not (isinstance(reply, list) and reply and isinstance(reply[0], bytes)):
             raise RedisProtocolError(f"unexpected reply on a subscriber connection: {reply!r}")
         kind = reply[0].lower()
