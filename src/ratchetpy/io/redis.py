@@ -25,10 +25,12 @@ on); :class:`~ratchetpy.BrokerUnavailable` when it cannot be reached or the conn
 
 from __future__ import annotations
 
+import logging
+import random
 import ssl
 from collections import deque
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import trio
 
@@ -36,7 +38,11 @@ from ..exceptions import BrokerUnavailable, RedisProtocolError, RedisReplyError
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import Arg, RespReader, encode_command
 
-__all__ = ["RedisConnection"]
+__all__ = ["RedisConnection", "reopen"]
+
+logger = logging.getLogger("ratchetpy.broker")
+
+_T = TypeVar("_T")
 
 _RECV_SIZE = 65536
 
@@ -289,6 +295,27 @@ class RedisConnection:
     def _wake(self) -> None:
         self._answered.set()
         self._answered = trio.Event()
+
+
+async def reopen(
+    open_connection: Callable[[], Awaitable[_T]], *, backoff: tuple[float, float], where: str
+) -> tuple[_T, float]:
+    """Open a lost connection again: wait, try, and wait longer after each failure
+    (``backoff``: the first and the longest wait, doubling, with jitter so that workers do
+    not all come back at once), logging each failed attempt. Returns the connection and the
+    seconds it took. A checkpoint; only cancellation ends it otherwise."""
+    started = trio.current_time()
+    attempt = 0
+    while True:
+        delay = min(backoff[1], backoff[0] * 2**attempt)
+        await trio.sleep(delay * random.uniform(0.5, 1.0))
+        attempt += 1
+        try:
+            connection = await open_connection()
+        except (BrokerUnavailable, RedisReplyError) as exc:
+            logger.warning("cannot reconnect to %s yet: %s", where, exc)
+            continue
+        return connection, trio.current_time() - started
 
 
 def _name(arg: Arg) -> str:

@@ -23,14 +23,13 @@ at once (``CLIENT KILL``, a restart), probes an idle one, and reconnects with ba
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 
 import trio
 
 from ..exceptions import BrokerUnavailable, RedisReplyError
 from ..protocol.redis_url import RedisAddress
-from .redis import RedisConnection
+from .redis import RedisConnection, reopen
 
 __all__ = ["RedisPublisher"]
 
@@ -146,7 +145,6 @@ class RedisPublisher:
         connection = await self._open()
         where = self.address.describe()
         task_status.started()
-        attempt = 0
         while True:
             self._connection = connection
             self._up.set()
@@ -159,24 +157,13 @@ class RedisPublisher:
             logger.warning("lost the publish connection to %s: %s", where, why)
             self.reconnects += 1
             refused_before = self.refused
-            lost_at = trio.current_time()
-            while True:
-                delay = min(self.backoff[1], self.backoff[0] * 2**attempt)
-                await trio.sleep(delay * random.uniform(0.5, 1.0))
-                attempt += 1
-                try:
-                    connection = await self._open()
-                except (BrokerUnavailable, RedisReplyError) as exc:
-                    logger.warning("cannot reconnect to %s yet: %s", where, exc)
-                    continue
-                attempt = 0
-                logger.info(
-                    "publish connection to %s back after %.2f s; %d publications were refused",
-                    where,
-                    trio.current_time() - lost_at,
-                    self.refused - refused_before,
-                )
-                break
+            connection, took = await reopen(self._open, backoff=self.backoff, where=where)
+            logger.info(
+                "publish connection to %s back after %.2f s; %d publications were refused",
+                where,
+                took,
+                self.refused - refused_before,
+            )
 
     async def _open(self) -> RedisConnection:
         return await RedisConnection.open(

@@ -28,7 +28,6 @@ module only moves bytes, keeps time and sleeps between attempts.
 from __future__ import annotations
 
 import logging
-import random
 import ssl
 from collections.abc import Callable
 from typing import Any
@@ -45,7 +44,7 @@ from ..protocol.redis_pubsub import (
 )
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import RespReader
-from .redis import RedisConnection
+from .redis import RedisConnection, reopen
 
 __all__ = ["RedisSubscriber"]
 
@@ -156,7 +155,6 @@ class RedisSubscriber:
         worker that cannot reach Redis at start-up says so instead of serving deaf."""
         stream, reader = await self._connect()
         started = False
-        attempt = 0
         where = self.address.describe()
         while True:
             self._stream = stream
@@ -171,24 +169,13 @@ class RedisSubscriber:
                 self._stream = None
                 await trio.aclose_forcefully(stream)
             self.reconnects += 1
-            lost_at = trio.current_time()
-            while True:
-                delay = min(self.backoff[1], self.backoff[0] * 2**attempt)
-                await trio.sleep(delay * random.uniform(0.5, 1.0))
-                attempt += 1
-                try:
-                    stream, reader = await self._connect()
-                except (BrokerUnavailable, RedisReplyError) as exc:
-                    logger.warning("cannot reconnect to %s yet: %s", where, exc)
-                    continue
-                attempt = 0
-                logger.info(
-                    "subscriber connection to %s back after %.2f s; subscribing to %d again",
-                    where,
-                    trio.current_time() - lost_at,
-                    len(self._state.wanted),
-                )
-                break
+            (stream, reader), took = await reopen(self._connect, backoff=self.backoff, where=where)
+            logger.info(
+                "subscriber connection to %s back after %.2f s; subscribing to %d again",
+                where,
+                took,
+                len(self._state.wanted),
+            )
 
     async def _connect(self) -> tuple[trio.abc.Stream, RespReader]:
         connection = await RedisConnection.open(
