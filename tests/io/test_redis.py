@@ -49,6 +49,10 @@ async def test_pipelined_callers_each_get_their_own_reply(redis: RedisProcess) -
         # One connection keeps the order of the commands it was given.
         replies = await conn.execute_many([("INCR", "n")] * 500)
         assert replies == list(range(1, 501))
+    async with await RedisConnection.open(redis.url, max_in_flight=10) as small:
+        with pytest.raises(ValueError, match="more than max_in_flight"):
+            await small.execute_many([("PING",)] * 11)  # would wait for itself forever
+        assert await small.execute_many([("PING",)] * 10) == [b"PONG"] * 10
 
 
 async def test_an_error_reply_fails_one_command_and_the_connection_goes_on(

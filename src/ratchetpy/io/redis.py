@@ -78,6 +78,7 @@ class RedisConnection:
         self._receive_lock = trio.StrictFIFOLock()
         self._answered = trio.Event()  # set (and replaced) whenever replies were handed out
         self._in_flight = trio.Semaphore(max_in_flight)
+        self.max_in_flight = max_in_flight
         self._broken: BrokerUnavailable | RedisProtocolError | None = None
 
     @classmethod
@@ -158,6 +159,11 @@ class RedisConnection:
         if not batch:
             await trio.lowlevel.checkpoint()
             return []
+        if len(batch) > self.max_in_flight:
+            raise ValueError(
+                f"{len(batch)} commands in one batch, more than max_in_flight "
+                f"({self.max_in_flight}) could ever let through"
+            )
         slots = await self._send(batch)
         await self._wait(slots[-1])
         for slot in slots:
