@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from ratchetpy import BrokerUnavailable
+from ratchetpy import BrokerUnavailable, InvalidStateError
 from ratchetpy.broker import MemoryBroker
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
@@ -142,6 +142,14 @@ async def test_an_outage_is_refused_visibly_and_reported_as_missed(
     assert b.refused == 1
     # Refused before they were sent, so they left no gap in b's sequence.
     assert not any("were missed" in r.getMessage() for r in caplog.records)
+
+
+async def test_publishing_before_run_is_a_bug_not_a_hang(redis: RedisProcess) -> None:
+    broker = RedisBroker(redis.url)
+    with pytest.raises(InvalidStateError, match="run\\(\\) is not running"):
+        await broker.publish("room", b"x")
+    with pytest.raises(InvalidStateError):
+        broker.publish_nowait("room", b"x")
 
 
 async def test_redis_down_at_start_up_is_an_error(nursery: trio.Nursery) -> None:

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 
 from ..broker import Handler, MessageBroker
-from ..exceptions import BrokerError, BrokerUnavailable, RedisProtocolError
+from ..exceptions import BrokerError, BrokerUnavailable, InvalidStateError, RedisProtocolError
 from ..protocol.envelope import Envelope, SequenceTracker, Verdict
 from ..protocol.redis_url import RedisAddress
 from .redis import RedisConnection
@@ -120,6 +120,7 @@ class RedisBroker:
         self._sequences: dict[str, itertools.count[int]] = {}
         self._tracker = SequenceTracker()
         self._missed_callbacks: list[Callable[[str], object]] = []
+        self._running = False
 
     # -- the MessageBroker interface -----------------------------------------------------------
 
@@ -190,11 +191,19 @@ class RedisBroker:
             await nursery.start(self.subscriber.run)
             nursery.start_soon(self._sender)
             logger.info("broker: worker %s on %s", self.worker_id, self.address.describe())
-            task_status.started()
+            self._running = True
+            try:
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                self._running = False
 
     # -- internals -----------------------------------------------------------------------------
 
     def _enqueue(self, channel: str, body: bytes, done: trio.Event | None) -> _Outgoing | None:
+        if not self._running:
+            # Nothing would ever send it, and an awaiting caller would wait forever.
+            raise InvalidStateError("publishing through a RedisBroker whose run() is not running")
         outgoing = _Outgoing(channel, body, done)
         try:
             self._send.send_nowait(outgoing)
