@@ -48,6 +48,27 @@ def test_a_reconnect_resubscribes_everything_and_says_so_once_confirmed() -> Non
     assert not state.resubscribing
 
 
+def test_a_confirmation_counts_only_once_every_command_for_the_channel_is_answered() -> None:
+    # want, unwant, want again in quick succession: the first confirmation is stale.
+    state = PubSubState()
+    state.connection_made()
+    state.want("room")
+    state.unwant("room")
+    state.want("room")
+    state.receive([b"subscribe", b"room", 1])
+    assert b"room" in state.confirmed and not state.settled("room")
+    state.receive([b"unsubscribe", b"room", 0])
+    assert not state.settled("room")
+    state.receive([b"subscribe", b"room", 1])
+    assert state.settled("room")
+    # After a reconnect only the new connection's replies count.
+    state.want("other")  # its reply would have come on the old connection
+    state.connection_made()
+    state.receive([b"subscribe", b"other", 1])
+    state.receive([b"subscribe", b"room", 2])
+    assert state.settled("room") and state.settled("other")
+
+
 def test_many_channels_are_subscribed_in_batches() -> None:
     state = PubSubState()
     state.connection_made()

@@ -131,7 +131,7 @@ class RedisSubscriber:
         command = self._state.want(name)
         await self._send(command)
         with trio.move_on_after(self.subscribe_timeout):
-            while name not in self._state.confirmed:
+            while not self._state.settled(name):
                 await self._changed.wait()
             return
         if command:  # this call wanted it first: it does not stay wanted for nobody

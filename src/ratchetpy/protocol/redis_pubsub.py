@@ -75,13 +75,16 @@ class PubSubState:
     reply, which returns what it meant (or ``None``).
     """
 
-    __slots__ = ("_awaiting", "_first", "confirmed", "wanted")
+    __slots__ = ("_awaiting", "_first", "_outstanding", "confirmed", "wanted")
 
     def __init__(self) -> None:
         self.wanted: set[bytes] = set()
         self.confirmed: set[bytes] = set()
         # Channels of the resubscription under way, still to be confirmed.
         self._awaiting: set[bytes] = set()
+        # SUBSCRIBE / UNSUBSCRIBE commands per channel whose replies are still to come: until
+        # they are in, a confirmation seen may be an older one's.
+        self._outstanding: dict[bytes, int] = {}
         self._first = True  # the first connection resubscribes nothing: nothing was missed
 
     def want(self, channel: str | bytes) -> bytes:
@@ -90,6 +93,7 @@ class PubSubState:
         if name in self.wanted:
             return b""
         self.wanted.add(name)
+        self._outstanding[name] = self._outstanding.get(name, 0) + 1
         return encode_command("SUBSCRIBE", name)
 
     def unwant(self, channel: str | bytes) -> bytes:
@@ -99,6 +103,7 @@ class PubSubState:
             return b""
         self.wanted.discard(name)
         self._awaiting.discard(name)
+        self._outstanding[name] = self._outstanding.get(name, 0) + 1
         return encode_command("UNSUBSCRIBE", name)
 
     def connection_made(self) -> bytes:
@@ -106,6 +111,8 @@ class PubSubState:
         wanted channel again."""
         self.confirmed.clear()
         channels = sorted(self.wanted)
+        # The old connection's replies never come; this one's SUBSCRIBE is all there is.
+        self._outstanding = dict.fromkeys(channels, 1)
         self._awaiting = set() if self._first else set(channels)
         self._first = False
         return b"".join(
@@ -149,6 +156,11 @@ class PubSubState:
     def _confirmed(self, channel: Any, *, subscribed: bool) -> PubSubEvent:
         if not isinstance(channel, bytes):
             raise RedisProtocolError(f"a subscription reply without a channel: {channel!r}")
+        left = self._outstanding.get(channel, 0) - 1
+        if left > 0:
+            self._outstanding[channel] = left
+        else:
+            self._outstanding.pop(channel, None)
         if subscribed:
             self.confirmed.add(channel)
         else:
@@ -164,6 +176,12 @@ class PubSubState:
     def resubscribing(self) -> bool:
         """True while a resubscription is waiting for confirmations."""
         return bool(self._awaiting)
+
+    def settled(self, channel: str | bytes) -> bool:
+        """True when Redis confirmed ``channel`` and answered every command sent for it since:
+        what :meth:`confirmed` says about it is then current."""
+        name = as_channel(channel)
+        return name in self.confirmed and name not in self._outstanding
 
     def missing(self) -> set[bytes]:
         """Channels wanted and not confirmed (a worker that reports healthy has none)."""
