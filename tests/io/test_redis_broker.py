@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trio
 
-from ratchetpy import BrokerUnavailable, InvalidStateError
+from ratchetpy import BrokerUnavailable, InvalidStateError, RedisReplyError
 from ratchetpy.broker import MemoryBroker
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
@@ -167,3 +167,29 @@ async def test_the_memory_broker_has_no_one_to_send_to() -> None:
     broker.publish_nowait("room", b"x")
     await broker.unlisten("room", handler)
     assert not broker.listening("room")
+
+
+async def test_a_publication_redis_refuses_fails_alone(
+    redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    # An ACL user that may publish to one channel only: in one batch, one message passes and
+    # the other is refused, each with its own outcome.
+    async with await RedisConnection.open(redis.url) as admin:
+        await admin.execute(
+            "ACL", "SETUSER", "limited", "on", ">pw", "~*", "+@all", "resetchannels",
+            "&ratchetpy:ok",
+        )  # fmt: skip
+    a = RedisBroker(redis.url, worker_id="a")
+    b = RedisBroker(f"redis://limited:pw@127.0.0.1:{redis.port}/0", worker_id="b")
+    await nursery.start(a.run)
+    await nursery.start(b.run)
+    got = Received()
+    await a.listen("ok", got)
+    b.publish_nowait("ok", b"passes")
+    b.publish_nowait("no", b"refused quietly")
+    with pytest.raises(RedisReplyError, match="NOPERM"):
+        await b.publish("no", b"refused")  # the three go out in one batch
+    assert await got.take(1) == [b"passes"]
+    assert b.refused == 1  # the quiet one, counted and logged
+    await b.publish("ok", b"and on")
+    assert await got.take(1) == [b"and on"]

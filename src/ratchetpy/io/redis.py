@@ -155,6 +155,16 @@ class RedisConnection:
         """Send several commands in one write and return their replies, in order. A
         checkpoint. The first error reply is raised once all replies are in, so no reply is
         left behind for another caller; the other commands did run."""
+        replies = await self.execute_each(commands)
+        for reply in replies:
+            if isinstance(reply, RedisReplyError):
+                raise reply
+        return replies
+
+    async def execute_each(self, commands: Iterable[Sequence[Arg]]) -> list[Any]:
+        """As :meth:`execute_many`, with an error reply returned in its place (a
+        :class:`~ratchetpy.RedisReplyError` value) instead of raised: for a batch whose
+        commands succeed or fail one by one. A lost connection still raises."""
         batch = [tuple(command) for command in commands]
         if not batch:
             await trio.lowlevel.checkpoint()
@@ -167,7 +177,7 @@ class RedisConnection:
         slots = await self._send(batch)
         await self._wait(slots[-1])
         for slot in slots:
-            if isinstance(slot.value, BaseException):
+            if isinstance(slot.value, (BrokerUnavailable, RedisProtocolError)):
                 raise slot.value
         return [slot.value for slot in slots]
 

@@ -229,25 +229,32 @@ class RedisBroker:
                     batch.append(self._queue.receive_nowait())
                 except trio.WouldBlock:
                     break
-            error: BaseException | None = None
+            outcomes: list[BaseException | None]
             try:
                 with trio.move_on_after(self.buffer_time):
                     await self.publisher.wait_connected()
                 if not self.publisher.connected:
                     # Refused before being numbered: the others see no gap for these.
                     raise self.publisher.unreachable()
-                await self.publisher.publish_many([self._envelope(item) for item in batch])
+                replies = await self.publisher.publish_many(
+                    [self._envelope(item) for item in batch]
+                )
+                outcomes = [reply if isinstance(reply, BrokerError) else None for reply in replies]
             except BrokerError as exc:
-                error = exc
-                waiting = [item for item in batch if item.done is not None]
-                if len(waiting) < len(batch):
-                    self.refused += len(batch) - len(waiting)
-                    logger.warning(
-                        "%d publications could not be passed on to other workers: %s",
-                        len(batch) - len(waiting),
-                        exc,
-                    )
-            for item in batch:
+                outcomes = [exc] * len(batch)
+            unseen = [
+                error
+                for item, error in zip(batch, outcomes, strict=True)
+                if error and item.done is None
+            ]
+            if unseen:
+                self.refused += len(unseen)
+                logger.warning(
+                    "%d publications could not be passed on to other workers: %s",
+                    len(unseen),
+                    unseen[0],
+                )
+            for item, error in zip(batch, outcomes, strict=True):
                 if item.done is not None:
                     item.error = error
                     item.done.set()

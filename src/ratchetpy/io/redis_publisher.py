@@ -95,9 +95,12 @@ class RedisPublisher:
         while self._connection is None:
             await self._up.wait()
 
-    async def publish_many(self, messages: list[tuple[str | bytes, bytes]]) -> list[int]:
-        """Publish several ``(channel, data)`` in one write, in order; as :meth:`publish` for
-        each (the same outcome for all: one write, one answer). A checkpoint."""
+    async def publish_many(
+        self, messages: list[tuple[str | bytes, bytes]]
+    ) -> list[int | RedisReplyError]:
+        """Publish several ``(channel, data)`` in one write, in order. A checkpoint. Each gets
+        its receivers, or the :class:`~ratchetpy.RedisReplyError` Redis refused it with (a
+        channel the ACL forbids); BrokerUnavailable, as for :meth:`publish`, is for all."""
         commands = [("PUBLISH", channel, data) for channel, data in messages]
         return await self._execute(commands)
 
@@ -112,20 +115,26 @@ class RedisPublisher:
         it (``NOPERM``).
         """
         (receivers,) = await self._execute([("PUBLISH", channel, data)])
+        if isinstance(receivers, RedisReplyError):
+            raise receivers
         return receivers
 
-    async def _execute(self, commands: list[tuple[str, str | bytes, bytes]]) -> list[int]:
+    async def _execute(
+        self, commands: list[tuple[str, str | bytes, bytes]]
+    ) -> list[int | RedisReplyError]:
         where = self.address.describe()
         with trio.move_on_after(self.buffer_time):
             await self.wait_connected()
             connection = self._connection
             assert connection is not None
             try:
-                replies: list[int] = await connection.execute_many(commands)
-            except (BrokerUnavailable, RedisReplyError):
+                replies: list[int | RedisReplyError] = await connection.execute_each(commands)
+            except BrokerUnavailable:
                 self.refused += len(commands)
                 raise
-            self.published += len(commands)
+            failed = sum(isinstance(reply, RedisReplyError) for reply in replies)
+            self.refused += failed
+            self.published += len(commands) - failed
             return replies
         self.refused += len(commands)
         if self._connection is None:
