@@ -210,6 +210,7 @@ def run_cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
         (["serve", "myapp:app", "--path", "/x"], 2, "an App has its own routes"),
         (["serve", "myapp:echo", "--certfile", "missing.pem"], 1, "ratchetpy: error:"),
         (["serve", "myapp:echo", "--port", "abc"], 2, "invalid int value"),
+        (["serve", "myapp:echo", "--broker", "http://x"], 2, "--broker: a Redis URL starts"),
     ],
 )
 def test_bad_command_lines_say_what_is_wrong(
@@ -218,6 +219,16 @@ def test_bad_command_lines_say_what_is_wrong(
     result = run_cli(project, *args)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
+
+
+def test_an_unreachable_broker_is_an_error_not_a_traceback(project: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: connections are refused
+        result = run_cli(project, "serve", "myapp:app", "--broker", f"redis://127.0.0.1:{port}/0")
+    assert result.returncode == 1, result.stderr
+    assert f"ratchetpy: error: cannot connect to redis://127.0.0.1:{port}/0" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_a_busy_port_is_an_error_not_a_traceback(project: Path) -> None:

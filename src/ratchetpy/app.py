@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 
+from .broker import MessageBroker
 from .components.base import HttpComponent, HttpDecorator, MessageComponent
 from .components.connection import Timer
 from .components.endpoint import Endpoint
@@ -41,6 +42,7 @@ from .components.guards import (
 from .components.http_server import HttpServer
 from .components.router import Route, Router
 from .components.ws_server import WsServer
+from .io.redis_broker import RedisBroker
 from .io.server import IoServer, ServerStats
 from .protocol.http import HttpRequest, HttpResponse
 from .wamp import WampComponent, WampServer
@@ -76,6 +78,12 @@ class App:
     ``trusted_proxies``
         Addresses or networks of reverse proxies (nginx) whose ``Forwarded`` /
         ``X-Forwarded-For`` headers name the real client (``conn.remote_address``).
+    ``broker``
+        What connects this worker to the other workers and hosts: a Redis URL
+        (``"redis://127.0.0.1:6379/0"``, a :class:`~ratchetpy.io.redis_broker.RedisBroker`),
+        a :class:`~ratchetpy.broker.MessageBroker`, or ``None`` (default: one process, in
+        memory). ``app.broker`` is it; the server checks it before listening, runs it while
+        serving, and :meth:`health` reports it.
     ``max_connections``
         Connections the server holds at once; past it, new ones wait in the listen queue.
     ``max_connections_per_ip``, ``handshake_rate``
@@ -104,6 +112,7 @@ class App:
         certfile: str | None = None,
         keyfile: str | None = None,
         trusted_proxies: Iterable[str] = (),
+        broker: MessageBroker | str | None = None,
         max_connections: int | None = None,
         max_connections_per_ip: int | None = None,
         handshake_rate: tuple[int, float] | None = None,
@@ -144,6 +153,7 @@ class App:
             shutdown_timeout=shutdown_timeout,
             close_timeout=close_timeout,
             tls_handshake_timeout=tls_handshake_timeout,
+            broker=RedisBroker(broker) if isinstance(broker, str) else broker,
         )
 
     def route(
@@ -206,13 +216,32 @@ class App:
             "a function taking a request"
         )
 
+    @property
+    def broker(self) -> MessageBroker:
+        """The broker to the other workers (a :class:`~ratchetpy.broker.MemoryBroker` when
+        there are none)."""
+        return self.server.broker
+
     def health(self, request: HttpRequest) -> HttpResponse:
         """A health endpoint: ``app.route("/health", app.health)`` answers 200 with JSON
-        ``{"status": "ok", "connections": N, "uptime": seconds}`` while serving."""
+        ``{"status": "ok", "connections": N, "uptime": seconds}`` while serving. With a
+        broker to other workers, ``"broker": "ok"``; while it cannot pass messages on,
+        ``"broker": "unavailable"`` and 503, so that a load balancer sends clients to a
+        worker that is not cut off from the others."""
         stats = self.server.stats()
-        body = {"status": "ok", "connections": stats.connections, "uptime": round(stats.uptime, 3)}
+        body: dict[str, object] = {
+            "status": "ok",
+            "connections": stats.connections,
+            "uptime": round(stats.uptime, 3),
+        }
+        status = 200
+        broker = self.server.broker
+        if broker.distributed:
+            body["broker"] = "ok" if broker.healthy else "unavailable"
+            if not broker.healthy:
+                body["status"], status = "degraded", 503
         return HttpResponse(
-            200,
+            status,
             json.dumps(body),
             content_type="application/json",
             headers=(("Cache-Control", "no-store"),),

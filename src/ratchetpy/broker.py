@@ -24,6 +24,10 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
 ``on_missed(callback)``
     ``callback(channel)`` when messages of ``channel`` may have been missed (after a
     reconnection, or a gap in a worker's sequence): at most once is what Redis gives.
+``check()``, ``run(task_status=...)``, ``flush(timeout)``, ``healthy``
+    The server's side: :class:`~ratchetpy.IoServer` checks the broker can be reached before
+    it listens (so a worker that cannot reach Redis says so and does not serve deaf), runs it
+    in its nursery while serving, and flushes what is queued before it stops.
 
 No trio here: :class:`MemoryBroker` needs none, and the Redis engine lives in the I/O layer.
 """
@@ -33,10 +37,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Handler", "MemoryBroker", "MessageBroker"]
+__all__ = ["Handler", "MemoryBroker", "MessageBroker", "Started"]
 
 #: Called with the body of each message of a channel, in order; must not block.
 Handler = Callable[[bytes], object]
+
+
+class Started(Protocol):
+    """What ``run`` reports to once it is up: a trio ``TaskStatus``."""
+
+    def started(self, value: None = None) -> None: ...
 
 
 class MessageBroker(Protocol):
@@ -72,6 +82,24 @@ class MessageBroker(Protocol):
         """Call ``callback(channel)`` when messages of ``channel`` may have been missed."""
         ...
 
+    @property
+    def healthy(self) -> bool:
+        """True while the broker can pass messages on (what a health check reports)."""
+        ...
+
+    async def check(self) -> None:
+        """Raise BrokerError if the broker cannot be reached now. A checkpoint."""
+        ...
+
+    async def run(self, *, task_status: Started) -> None:
+        """Keep the broker's connections while serving; report started once they are up."""
+        ...
+
+    async def flush(self, timeout: float) -> int:
+        """Wait (at most ``timeout`` seconds) until every queued publication was passed on
+        or refused; returns how many were still queued then."""
+        ...
+
 
 class MemoryBroker:
     """The broker of a single process: there are no other workers, so nothing is sent.
@@ -82,6 +110,7 @@ class MemoryBroker:
     """
 
     distributed = False
+    healthy = True
 
     def __init__(self, worker_id: str = "memory") -> None:
         self.worker_id = worker_id
@@ -105,6 +134,15 @@ class MemoryBroker:
 
     def on_missed(self, callback: Callable[[str], object]) -> None:
         return None  # nothing can be missed in one process
+
+    async def check(self) -> None:
+        return None
+
+    async def run(self, *, task_status: Started) -> None:
+        task_status.started()  # nothing to keep up: the task ends here
+
+    async def flush(self, timeout: float) -> int:
+        return 0
 
     def listening(self, channel: str) -> bool:
         """True while ``channel`` has a listener."""

@@ -35,7 +35,8 @@ from ._version import __version__
 from .app import App
 from .components.base import HttpComponent, MessageComponent
 from .components.guards import LOOPBACK_HOSTS, OriginCheck
-from .exceptions import ServerError
+from .exceptions import BrokerError, ServerError
+from .io.redis_broker import RedisBroker
 from .io.tls import tls_context
 
 __all__ = ["main", "main_exit"]
@@ -84,6 +85,12 @@ def _parser() -> argparse.ArgumentParser:
         help="serve requests for HOST too (repeatable; '*' for any): besides an App's own "
         "hosts, or this machine's loopback names (a component served beyond loopback without "
         "--allowed-host serves any host)",
+    )
+    serve.add_argument(
+        "--broker",
+        metavar="URL",
+        help="connect this server to the others through Redis "
+        "(redis://, rediss:// or unix:// URL; needs pip install 'ratchetpy[redis]')",
     )
     serve.add_argument(
         "--trusted-proxy",
@@ -161,6 +168,10 @@ def build_app(args: argparse.Namespace) -> App:
             if isinstance(route.component, OriginCheck):
                 route.component.allowed_origins.extend(args.origin)
         app.hosts.allow(args.allowed_host)
+        if args.broker:
+            if app.broker.distributed:
+                raise _UsageError("--broker: the App has a broker of its own")
+            app.server.broker = _broker(args.broker)
         if args.shutdown_timeout is not None:
             app.server.shutdown_timeout = args.shutdown_timeout
         return app
@@ -170,11 +181,21 @@ def build_app(args: argparse.Namespace) -> App:
         args.host if args.host is not None else "127.0.0.1",
         allowed_hosts=[*LOOPBACK_HOSTS, *args.allowed_host] if args.allowed_host else None,
         ssl_context=tls,
+        broker=_broker(args.broker) if args.broker else None,
         trusted_proxies=args.trusted_proxy,
         shutdown_timeout=5.0 if args.shutdown_timeout is None else args.shutdown_timeout,
     )
     app.route(args.path or "/{path:path}", target, allowed_origins=list(args.origin) or None)
     return app
+
+
+def _broker(url: str) -> RedisBroker:
+    try:
+        return RedisBroker(url)
+    except ValueError as exc:
+        raise _UsageError(f"--broker: {exc}") from None
+    except ImportError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -191,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     try:
         app.run()
-    except ServerError as exc:
+    except (ServerError, BrokerError) as exc:
         print(f"ratchetpy: error: {exc}", file=sys.stderr)
         return 1
     return 0

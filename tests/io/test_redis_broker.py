@@ -5,14 +5,26 @@ refused visibly and reported as possibly missed messages."""
 
 from __future__ import annotations
 
+import http.client
+import json
 import logging
+import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import trio
+from websockets.trio.client import connect
 
-from ratchetpy import BrokerUnavailable, InvalidStateError, RedisReplyError
+from ratchetpy import (
+    App,
+    BrokerUnavailable,
+    Connection,
+    InvalidStateError,
+    IoServer,
+    MessageComponent,
+    RedisReplyError,
+)
 from ratchetpy.broker import MemoryBroker
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
@@ -193,3 +205,76 @@ async def test_a_publication_redis_refuses_fails_alone(
     assert b.refused == 1  # the quiet one, counted and logged
     await b.publish("ok", b"and on")
     assert await got.take(1) == [b"and on"]
+
+
+class Farewell(MessageComponent):
+    """Tells the other workers when a client leaves: the last thing a worker publishes
+    during its graceful shutdown."""
+
+    def __init__(self) -> None:
+        self.app: App | None = None
+
+    def on_close(self, conn: Connection) -> None:
+        assert self.app is not None
+        self.app.broker.publish_nowait("presence", b"left")
+
+
+async def test_an_app_runs_its_broker_reports_it_and_flushes_it_on_shutdown(
+    redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    component = Farewell()
+    app = App(None, 0, "127.0.0.1", broker=f"{redis.url}")
+    component.app = app
+    app.route("/ws", component)
+    app.route("/health", app.health)
+    other = RedisBroker(redis.url, worker_id="other")
+    await nursery.start(other.run)
+    heard = Received()
+    await other.listen("presence", heard)
+    port = await nursery.start(app.serve)
+    health = await trio.to_thread.run_sync(lambda: http_get(port, "/health"))
+    assert health[0] == 200 and json.loads(health[1])["broker"] == "ok"
+    async with connect(f"ws://127.0.0.1:{port}/ws"):
+        await app.aclose()  # the client is closed with 1001; its on_close publishes
+    assert await heard.take(1) == [b"left"]
+    async with await RedisConnection.open(redis.url) as admin:
+        clients = (await admin.execute("CLIENT", "LIST")).decode()
+    assert app.broker.worker_id not in clients  # both connections closed with the server
+
+
+async def test_an_app_whose_broker_is_down_does_not_serve(nursery: trio.Nursery) -> None:
+    app = App(None, 0, "127.0.0.1", broker=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        await nursery.start(app.serve)
+    assert not _listening(app.server.port)  # the port it had bound is released
+
+
+def http_get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as probe:
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_run_with_its_broker_down_raises_it_plainly_and_frees_the_port() -> None:
+    port = free_port()
+    server = IoServer(
+        MessageComponent(),
+        port=port,
+        address="127.0.0.1",
+        broker=RedisBroker(f"redis://127.0.0.1:{free_port()}/0"),
+    )
+    with pytest.raises(BrokerUnavailable, match="cannot connect"):
+        server.run()  # in the main thread: the signal-handling path
+    assert not _listening(port)
+    with socket.socket() as again:  # and it can be bound again at once
+        again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        again.bind(("127.0.0.1", port))

@@ -30,6 +30,7 @@ from ..broker import Handler, MessageBroker
 from ..exceptions import BrokerError, BrokerUnavailable, InvalidStateError, RedisProtocolError
 from ..protocol.envelope import Envelope, SequenceTracker, Verdict
 from ..protocol.redis_url import RedisAddress
+from ..protocol.resp import RespReader
 from .redis import RedisConnection
 from .redis_publisher import RedisPublisher
 from .redis_subscriber import RedisSubscriber
@@ -88,6 +89,7 @@ class RedisBroker:
         probe_timeout: float = 3.0,
     ) -> None:
         self.address = RedisAddress.parse(address) if isinstance(address, str) else address
+        RespReader()  # ImportError now, with the fix, if hiredis is missing
         self.worker_id = worker_id or default_worker_id()
         Envelope(self.worker_id, 0, b"")  # refuses an id the envelope cannot carry
         self.prefix = prefix
@@ -121,6 +123,8 @@ class RedisBroker:
         self._tracker = SequenceTracker()
         self._missed_callbacks: list[Callable[[str], object]] = []
         self._running = False
+        self._unsent = 0  # queued and not yet passed on or refused
+        self._sent = trio.Event()  # set (and replaced) after each batch
 
     # -- the MessageBroker interface -----------------------------------------------------------
 
@@ -179,13 +183,27 @@ class RedisBroker:
         """Both connections up, and every channel with listeners subscribed."""
         return self.publisher.connected and self.subscriber.healthy
 
+    async def check(self) -> None:
+        """Connect and log in once, to raise :class:`~ratchetpy.BrokerUnavailable` (or the
+        refused login's :class:`~ratchetpy.RedisReplyError`) as itself: :meth:`run` and a
+        server that starts it raise such errors inside an exception group. A checkpoint."""
+        connection = await RedisConnection.open(
+            self.address, ssl_context=self.publisher.ssl_context
+        )
+        await connection.aclose()
+
+    async def flush(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds until nothing queued is left unsent (passed on or
+        refused); returns how many still were. A checkpoint."""
+        with trio.move_on_after(timeout):
+            while self._unsent:
+                await self._sent.wait()
+        return self._unsent
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect both connections and send what is queued, until cancelled. Reports
         started once both are up; raises BrokerUnavailable if either cannot connect."""
-        # A first connection on its own, so that an unreachable Redis or a refused login is
-        # raised as itself, not inside the exception group of the nursery below.
-        check = await RedisConnection.open(self.address, ssl_context=self.publisher.ssl_context)
-        await check.aclose()
+        await self.check()
         async with trio.open_nursery() as nursery:
             await nursery.start(self.publisher.run)
             await nursery.start(self.subscriber.run)
@@ -210,6 +228,7 @@ class RedisBroker:
         except trio.WouldBlock:
             self.refused += 1
             return None
+        self._unsent += 1
         return outgoing
 
     def _envelope(self, item: _Outgoing) -> tuple[str, bytes]:
@@ -258,6 +277,9 @@ class RedisBroker:
                 if item.done is not None:
                     item.error = error
                     item.done.set()
+            self._unsent -= len(batch)
+            self._sent.set()
+            self._sent = trio.Event()
 
     def _received(self, channel: bytes, data: bytes) -> None:
         name = channel.decode("utf-8", "replace").removeprefix(self.prefix)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import trio
 
+from ..broker import MemoryBroker, MessageBroker
 from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
 from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
@@ -114,6 +115,12 @@ class IoServer:
         Seconds a client may take to complete the TLS handshake (default 10). A client that
         fails or does not finish it in time is dropped and logged at INFO; the component never
         sees it (``on_open`` follows the handshake). On TLS connections ``conn.secure`` is True.
+    ``broker``
+        The :class:`~ratchetpy.broker.MessageBroker` that connects this worker to the others
+        (default: a :class:`~ratchetpy.broker.MemoryBroker`, one process). :meth:`serve`
+        checks it can be reached before it listens (raising
+        :class:`~ratchetpy.BrokerUnavailable` if not), runs it while serving, and flushes what
+        it has queued after the connections closed, within ``shutdown_timeout``.
     ``max_connections``
         Open connections at most (default: no limit). At the limit the server stops accepting
         and new connections wait in the listen backlog until one closes. A WARNING is logged
@@ -140,6 +147,7 @@ class IoServer:
         keyfile: str | None = None,
         tls_handshake_timeout: float = 10.0,
         max_connections: int | None = None,
+        broker: MessageBroker | None = None,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -154,6 +162,7 @@ class IoServer:
         self.ssl_context = ssl_context
         self.tls_handshake_timeout = tls_handshake_timeout
         self.max_connections = max_connections
+        self.broker: MessageBroker = MemoryBroker() if broker is None else broker
         self._hub = Hub(write_limit=write_limit, close_timeout=close_timeout)
         self._ids = itertools.count(1)
         # Every open connection, and whether the component has seen it (its on_open ran).
@@ -278,12 +287,19 @@ class IoServer:
         # Bind before trio starts, so a busy port raises a plain ServerError here rather than
         # one wrapped in the exception group of the nursery that serve() runs in.
         self._listener = self._listen()
-        if threading.current_thread() is threading.main_thread():
-            trio.run(self._run_until_signalled)
-        else:
-            trio.run(self.serve)
+        try:
+            if threading.current_thread() is threading.main_thread():
+                trio.run(self._run_until_signalled)
+            else:
+                trio.run(self.serve)
+        finally:
+            listener, self._listener = self._listener, None
+            if listener is not None:  # serve() never ran to close it (a broker was down)
+                listener.close()
 
     async def _run_until_signalled(self) -> None:
+        # Here too, before any nursery: an unreachable broker is raised as itself.
+        await self.broker.check()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.serve)
@@ -324,7 +340,10 @@ class IoServer:
         self.port = listener.getsockname()[1]
         hub = self._hub
         try:
+            # Before listening: a worker that cannot reach its broker must not serve deaf.
+            await self.broker.check()
             async with trio.open_nursery() as nursery:
+                await nursery.start(self.broker.run)
                 hub.nursery = nursery
                 self._trio_token = trio.lowlevel.current_trio_token()
                 self._started_at = time.monotonic()
@@ -337,6 +356,10 @@ class IoServer:
                 task_status.started(self.port)
                 await self._shutdown_requested.wait()
                 await self._graceful_shutdown()
+                # What the connections' last handlers published still goes out.
+                unsent = await self.broker.flush(self.shutdown_timeout)
+                if unsent:
+                    logger.warning("shutdown: %d publications to other workers not sent", unsent)
                 nursery.cancel_scope.cancel()
         finally:
             self._trio_token = None
