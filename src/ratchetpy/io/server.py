@@ -326,8 +326,9 @@ class IoServer:
 
         Reports the bound port through ``task_status`` (so ``port=0`` works:
         ``port = await nursery.start(server.serve)``). Raises :class:`~ratchetpy.ServerError`
-        if the address cannot be bound, :class:`~ratchetpy.InvalidStateError` if this server
-        serves already or did before (make a new one). Cancelling it drops every connection
+        if the address cannot be bound, :class:`~ratchetpy.BrokerUnavailable` if the broker
+        cannot be reached (before listening), :class:`~ratchetpy.InvalidStateError` if this
+        server serves already or did before (make a new one). Cancelling it drops every connection
         without a closing handshake; call :meth:`shutdown` or :meth:`aclose` for a graceful
         stop.
         """
