@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from ratchetpy import BrokerUnavailable
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_publisher import RedisPublisher
 from ratchetpy.io.redis_subscriber import RedisSubscriber
-from support.redis import RedisProcess, free_port, redis_server
+from support.redis import RedisProcess, SilentServer, free_port, redis_server
 
 
 @pytest.fixture
@@ -106,15 +105,8 @@ async def test_a_silent_connection_is_found_out_by_the_probe(
     autojump_clock: trio.testing.MockClock, nursery: trio.Nursery
 ) -> None:
     autojump_clock.autojump_threshold = 0.05  # jump over idle time, never over real I/O
-    accepted: list[trio.SocketStream] = []
-
-    async def silent(stream: trio.SocketStream) -> None:
-        accepted.append(stream)
-        await trio.sleep_forever()
-
-    listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
-    port = listeners[0].socket.getsockname()[1]
-    publisher = RedisPublisher(f"redis://127.0.0.1:{port}/0", probe_interval=5, probe_timeout=3)
+    silent = SilentServer()
+    publisher = RedisPublisher(await silent.start(nursery), probe_interval=5, probe_timeout=3)
     await nursery.start(publisher.run)
     with pytest.raises(BrokerUnavailable, match="did not answer the publication within 1 s"):
         await publisher.publish("room", b"into the void")  # sent, never answered
@@ -124,4 +116,4 @@ async def test_a_silent_connection_is_found_out_by_the_probe(
     # The publication's timeout dropped the first connection; the probe the second, after 5 s
     # of silence and 3 s without a pong.
     assert 8 <= trio.current_time() - start < 11
-    assert len(accepted) >= 3
+    assert silent.accepted >= 3

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from functools import partial
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ import trio.testing
 from ratchetpy import BrokerUnavailable
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_subscriber import RedisSubscriber
-from support.redis import RedisProcess, free_port, redis_server
+from support.redis import RedisProcess, SilentServer, free_port, redis_server
 
 
 @pytest.fixture
@@ -121,23 +120,15 @@ async def test_a_silent_connection_is_found_out_by_the_probe(
     # Jump over idle virtual time, but only once real I/O has had its moment (loopback
     # connects take microseconds): a jump must never beat the connection it waits for.
     autojump_clock.autojump_threshold = 0.05
-    # A "Redis" that accepts and then says nothing, like a connection a NAT forgot.
-    accepted: list[trio.SocketStream] = []
-
-    async def silent(stream: trio.SocketStream) -> None:
-        accepted.append(stream)
-        await trio.sleep_forever()
-
-    listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
-    port = listeners[0].socket.getsockname()[1]
-    url = f"redis://127.0.0.1:{port}/0"  # no login, no name: nothing to answer at connect
+    silent = SilentServer()
+    url = await silent.start(nursery)
     sub = subscriber_for(url, Inbox(), client_name=None, probe_interval=5, probe_timeout=3)
     await nursery.start(sub.run)
     start = trio.current_time()
     while sub.reconnects == 0:
         await trio.sleep(1)
     assert 8 <= trio.current_time() - start < 10  # silent for 5 s, then 3 s without a pong
-    assert len(accepted) >= 2  # and it connected again
+    assert silent.accepted >= 2  # and it connected again
 
 
 async def test_redis_down_at_start_up_is_an_error(

@@ -12,9 +12,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
+import trio
 
 REDIS_SERVER = shutil.which("redis-server") or (
     "/usr/bin/redis-server" if os.path.exists("/usr/bin/redis-server") else None
@@ -90,3 +92,25 @@ def redis_server(directory: Path, *options: str, port: int | None = None) -> Ite
             process.kill()
             process.wait()
         process.stdout.close()
+
+
+class SilentServer:
+    """A "Redis" on a free loopback port that accepts connections and never says a word, like
+    a connection a NAT forgot: what a probe must find out. ``accepted`` counts connections."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self.url = ""
+
+    async def start(self, nursery: trio.Nursery) -> str:
+        """Serve in ``nursery``; returns the URL to connect to (no login, no name: nothing
+        has to be answered at connect time)."""
+
+        async def silent(stream: trio.SocketStream) -> None:
+            self.accepted += 1
+            async with stream:
+                await trio.sleep_forever()
+
+        listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        self.url = f"redis://127.0.0.1:{listeners[0].socket.getsockname()[1]}/0"
+        return self.url
