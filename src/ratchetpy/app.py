@@ -237,8 +237,9 @@ class App:
         status = 200
         broker = self.server.broker
         if broker.distributed:
-            body["broker"] = "ok" if broker.healthy else "unavailable"
-            if not broker.healthy:
+            healthy = broker.healthy
+            body["broker"] = "ok" if healthy else "unavailable"
+            if not healthy:
                 body["status"], status = "degraded", 503
         return HttpResponse(
             status,

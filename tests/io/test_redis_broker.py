@@ -278,3 +278,21 @@ def test_run_with_its_broker_down_raises_it_plainly_and_frees_the_port() -> None
     with socket.socket() as again:  # and it can be bound again at once
         again.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         again.bind(("127.0.0.1", port))
+
+
+async def test_a_failing_handler_stops_neither_the_others_nor_the_connection(
+    workers: list[RedisBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = workers
+    got = Received()
+
+    def broken(body: bytes) -> None:
+        raise RuntimeError("handler bug")
+
+    await a.listen("room", broken)
+    await a.listen("room", got)
+    await b.publish("room", b"one")
+    await b.publish("room", b"two")
+    assert await got.take(2) == [b"one", b"two"]
+    assert a.subscriber.reconnects == 0
+    assert [r for r in caplog.records if "broker callback" in r.getMessage()]

@@ -38,7 +38,7 @@ from ..exceptions import BrokerUnavailable, RedisProtocolError, RedisReplyError
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import Arg, RespReader, encode_command
 
-__all__ = ["RedisConnection", "reopen"]
+__all__ = ["RedisConnection", "call_logged", "reopen"]
 
 logger = logging.getLogger("ratchetpy.broker")
 
@@ -332,6 +332,16 @@ async def reopen(
             logger.warning("cannot reconnect to %s yet: %s", where, exc)
             continue
         return connection, trio.current_time() - started
+
+
+def call_logged(callback: Callable[..., object], *args: Any) -> None:
+    """Call a callback of the broker's user (a message handler): its exception is logged on
+    ``ratchetpy.broker`` and goes no further, so one failing handler stops neither the others
+    nor the connection that read the message."""
+    try:
+        callback(*args)
+    except Exception:
+        logger.exception("a broker callback (%r) failed", callback)
 
 
 def _name(arg: Arg) -> str:

@@ -22,7 +22,7 @@ import secrets
 import socket
 import ssl
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -31,7 +31,7 @@ from ..exceptions import BrokerError, BrokerUnavailable, InvalidStateError, Redi
 from ..protocol.envelope import Envelope, SequenceTracker, Verdict
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import RespReader
-from .redis import RedisConnection
+from .redis import RedisConnection, call_logged
 from .redis_publisher import RedisPublisher
 from .redis_subscriber import RedisSubscriber
 
@@ -129,18 +129,13 @@ class RedisBroker:
     # -- the MessageBroker interface -----------------------------------------------------------
 
     async def listen(self, channel: str, handler: Handler) -> None:
-        handlers = self._handlers.setdefault(channel, [])
-        handlers.append(handler)
-        if len(handlers) == 1:
-            try:
-                await self.subscriber.subscribe(self.prefix + channel)
-            except BaseException:
-                await self.unlisten(channel, handler)
-                raise
-        else:
-            # Another listener's subscription may still be waiting for its confirmation;
-            # this one returns once it is in, as the first does.
+        self._handlers.setdefault(channel, []).append(handler)
+        try:
+            # The first listener subscribes; a later one waits for that confirmation too.
             await self.subscriber.subscribe(self.prefix + channel)
+        except BaseException:
+            await self.unlisten(channel, handler)
+            raise
 
     async def unlisten(self, channel: str, handler: Handler) -> None:
         handlers = self._handlers.get(channel)
@@ -299,7 +294,7 @@ class RedisBroker:
             logger.warning("%d messages of %s from %s were missed", missed, name, envelope.origin)
             self._missed(name)
         for handler in list(self._handlers.get(name, ())):
-            _call(handler, envelope.body)
+            call_logged(handler, envelope.body)
 
     def _resubscribed(self, channels: frozenset[bytes]) -> None:
         for channel in sorted(channels):
@@ -307,14 +302,7 @@ class RedisBroker:
 
     def _missed(self, channel: str) -> None:
         for callback in list(self._missed_callbacks):
-            _call(callback, channel)
-
-
-def _call(callback: Callable[..., Any], *args: Any) -> None:
-    try:
-        callback(*args)
-    except Exception:
-        logger.exception("a broker callback failed")
+            call_logged(callback, channel)
 
 
 if TYPE_CHECKING:

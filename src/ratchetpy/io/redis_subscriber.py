@@ -44,7 +44,7 @@ from ..protocol.redis_pubsub import (
 )
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import RespReader
-from .redis import RedisConnection, reopen
+from .redis import RedisConnection, call_logged, reopen
 
 __all__ = ["RedisSubscriber"]
 
@@ -220,11 +220,11 @@ class RedisSubscriber:
             except (RedisReplyError, RedisProtocolError) as exc:
                 raise _Lost(f"Redis answered a subscription with {exc}") from None
             if isinstance(event, PubSubMessage):
-                self._call(self.on_message, event.channel, event.data)
+                call_logged(self.on_message, event.channel, event.data)
             elif isinstance(event, Resubscribed):
                 confirmed = True
                 if self.on_resubscribed is not None:
-                    self._call(self.on_resubscribed, event.channels)
+                    call_logged(self.on_resubscribed, event.channels)
             elif isinstance(event, Confirmed):
                 confirmed = True
         if confirmed:
@@ -258,10 +258,3 @@ class RedisSubscriber:
             await stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
             raise _Lost(str(exc) or type(exc).__name__) from None
-
-    @staticmethod
-    def _call(callback: Callable[..., Any], *args: Any) -> None:
-        try:
-            callback(*args)
-        except Exception:
-            logger.exception("a Redis subscriber callback failed")
