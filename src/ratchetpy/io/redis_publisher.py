@@ -123,6 +123,7 @@ class RedisPublisher:
         self, commands: list[tuple[str, str | bytes, bytes]]
     ) -> list[int | RedisReplyError]:
         where = self.address.describe()
+        connection: RedisConnection | None = None  # the one it was sent on, once it was
         with trio.move_on_after(self.buffer_time):
             await self.wait_connected()
             connection = self._connection
@@ -137,11 +138,12 @@ class RedisPublisher:
             self.published += len(commands) - failed
             return replies
         self.refused += len(commands)
-        if self._connection is None:
+        if connection is None:
             raise self.unreachable()
         # Sent, and not answered within the whole buffer: the connection cannot be trusted
-        # (the reply may still come, to nobody); run() makes a new one.
-        await self._connection.aclose()
+        # (the reply may still come, to nobody); run() makes a new one. Judged by the
+        # connection it went on: run() may have dropped that one meanwhile.
+        await connection.aclose()
         raise BrokerUnavailable(
             f"{where} did not answer the publication within {self.buffer_time:g} s; whether "
             "other workers got it cannot be known (it is not sent again)"
