@@ -13,9 +13,13 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
 
 ``listen(channel, handler)`` / ``unlisten(channel, handler)``
     ``handler(body)`` is called, in order, with every body other workers publish to
-    ``channel``. The first listener of a channel subscribes the worker to it and returns once
-    that is confirmed; the last one to leave unsubscribes it: a worker with no listener of a
-    channel receives none of its traffic.
+    ``channel``. The first listener of a channel subscribes the worker to it, the last one to
+    leave unsubscribes it: a worker with no listener of a channel receives none of its
+    traffic. Neither waits (a synchronous ``on_open`` can call them).
+``wait_listening(channel)`` (awaitable)
+    Returns once the worker receives the traffic of ``channel``, and raises
+    :class:`~ratchetpy.BrokerUnavailable` if the broker did not confirm that within about a
+    second: what an acknowledgement upstream (a WAMP SUBSCRIBED) waits for.
 ``publish(channel, body)`` (awaitable) and ``publish_nowait(channel, body)``
     Pass ``body`` to the listeners of ``channel`` on every *other* worker. ``publish``
     returns once the broker accepted it and raises :class:`~ratchetpy.BrokerError` if it did
@@ -29,15 +33,28 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
     it listens (so a worker that cannot reach Redis says so and does not serve deaf), runs it
     in its nursery while serving, and flushes what is queued before it stops.
 
+The broker of the server running the current task is :func:`current_broker` (set by
+:meth:`IoServer.serve <ratchetpy.IoServer.serve>` for every handler, timer and thread
+callback it runs), which is how a :class:`~ratchetpy.Group` made in a component's
+``__init__`` finds it without being handed the server.
+
 No trio here: :class:`MemoryBroker` needs none, and the Redis engine lives in the I/O layer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
-__all__ = ["Handler", "MemoryBroker", "MessageBroker", "Started"]
+__all__ = [
+    "Handler",
+    "MemoryBroker",
+    "MessageBroker",
+    "Started",
+    "current_broker",
+    "serving_broker",
+]
 
 #: Called with the body of each message of a channel, in order; must not block.
 Handler = Callable[[bytes], object]
@@ -60,13 +77,19 @@ class MessageBroker(Protocol):
         """True if there may be other workers: only then is anything worth publishing."""
         ...
 
-    async def listen(self, channel: str, handler: Handler) -> None:
-        """Call ``handler`` with every body other workers publish to ``channel``. A checkpoint;
-        returns once the broker confirmed the subscription (BrokerError if it could not)."""
+    def listen(self, channel: str, handler: Handler) -> None:
+        """Call ``handler`` with every body other workers publish to ``channel``, from the
+        moment the broker confirmed the subscription. Not a checkpoint."""
         ...
 
-    async def unlisten(self, channel: str, handler: Handler) -> None:
-        """Stop calling ``handler`` for ``channel``. A checkpoint."""
+    def unlisten(self, channel: str, handler: Handler) -> None:
+        """Stop calling ``handler`` for ``channel`` (harmless if it was not). Not a checkpoint."""
+        ...
+
+    async def wait_listening(self, channel: str) -> None:
+        """Return once this worker receives what others publish to ``channel``. A checkpoint;
+        BrokerUnavailable if the broker did not confirm that in time (the listeners stay, and
+        receive once it does)."""
         ...
 
     async def publish(self, channel: str, body: bytes) -> None:
@@ -116,15 +139,18 @@ class MemoryBroker:
         self.worker_id = worker_id
         self._listeners: dict[str, list[Handler]] = {}
 
-    async def listen(self, channel: str, handler: Handler) -> None:
+    def listen(self, channel: str, handler: Handler) -> None:
         self._listeners.setdefault(channel, []).append(handler)
 
-    async def unlisten(self, channel: str, handler: Handler) -> None:
+    def unlisten(self, channel: str, handler: Handler) -> None:
         handlers = self._listeners.get(channel, [])
         if handler in handlers:
             handlers.remove(handler)
         if not handlers:
             self._listeners.pop(channel, None)
+
+    async def wait_listening(self, channel: str) -> None:
+        return None  # nothing to subscribe to; not a checkpoint either, as nothing waits
 
     async def publish(self, channel: str, body: bytes) -> None:
         return None  # no other worker: delivered to all of them
@@ -147,6 +173,16 @@ class MemoryBroker:
     def listening(self, channel: str) -> bool:
         """True while ``channel`` has a listener."""
         return channel in self._listeners
+
+
+#: The broker of the server whose task is running; IoServer.serve sets it.
+serving_broker: ContextVar[MessageBroker] = ContextVar("ratchetpy_serving_broker")
+
+
+def current_broker() -> MessageBroker | None:
+    """The broker of the server running the current task (a handler, a timer, a callback from
+    another thread), or ``None`` outside any server. Not a checkpoint."""
+    return serving_broker.get(None)
 
 
 if TYPE_CHECKING:

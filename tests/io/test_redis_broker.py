@@ -9,7 +9,7 @@ import http.client
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -30,12 +30,6 @@ from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
 from ratchetpy.protocol.envelope import Envelope
 from support.redis import RedisProcess, free_port, redis_server
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    with redis_server(tmp_path) as server:
-        yield server
 
 
 class Received:
@@ -64,8 +58,10 @@ async def test_what_one_worker_publishes_reaches_the_others_in_order_once(
 ) -> None:
     a, b = workers
     at_a, at_b = Received(), Received()
-    await a.listen("room", at_a)
-    await b.listen("room", at_b)  # b's own publications are not handed back to it
+    a.listen("room", at_a)
+    await a.wait_listening("room")
+    b.listen("room", at_b)  # b's own publications are not handed back to it
+    await b.wait_listening("room")
     for n in range(300):
         if n % 2:
             await b.publish("room", b"%d" % n)
@@ -89,10 +85,12 @@ async def test_a_worker_subscribes_only_to_channels_it_listens_to(
             return int((await admin.execute("PUBSUB", "NUMSUB", f"ratchetpy:{channel}"))[1])
 
         assert await subscribers("room") == 0
-        await a.listen("room", handler)
-        await a.listen("room", Received())  # a second listener: still one subscription
+        a.listen("room", handler)
+        await a.wait_listening("room")
+        a.listen("room", Received())  # a second listener: still one subscription
+        await a.wait_listening("room")
         assert await subscribers("room") == 1
-        await a.unlisten("room", handler)
+        a.unlisten("room", handler)
         assert await subscribers("room") == 1
         assert a.healthy
 
@@ -104,7 +102,8 @@ async def test_duplicates_gaps_and_strangers_messages(
     got = Received()
     missed: list[str] = []
     a.on_missed(missed.append)
-    await a.listen("room", got)
+    a.listen("room", got)
+    await a.wait_listening("room")
     async with await RedisConnection.open(redis.url) as raw:
         channel = "ratchetpy:room"
         for data in (
@@ -134,7 +133,8 @@ async def test_an_outage_is_refused_visibly_and_reported_as_missed(
         await nursery.start(a.run)
         await nursery.start(b.run)
         a.on_missed(missed.append)
-        await a.listen("room", got)
+        a.listen("room", got)
+        await a.wait_listening("room")
         await b.publish("room", b"before")
         assert await got.take(1) == [b"before"]
     with pytest.raises(BrokerUnavailable):
@@ -173,11 +173,12 @@ async def test_the_memory_broker_has_no_one_to_send_to() -> None:
     broker = MemoryBroker()
     handler = Received()
     assert not broker.distributed
-    await broker.listen("room", handler)
+    broker.listen("room", handler)
+    await broker.wait_listening("room")
     assert broker.listening("room")
     await broker.publish("room", b"x")
     broker.publish_nowait("room", b"x")
-    await broker.unlisten("room", handler)
+    broker.unlisten("room", handler)
     assert not broker.listening("room")
 
 
@@ -196,7 +197,8 @@ async def test_a_publication_redis_refuses_fails_alone(
     await nursery.start(a.run)
     await nursery.start(b.run)
     got = Received()
-    await a.listen("ok", got)
+    a.listen("ok", got)
+    await a.wait_listening("ok")
     b.publish_nowait("ok", b"passes")
     b.publish_nowait("no", b"refused quietly")
     with pytest.raises(RedisReplyError, match="NOPERM"):
@@ -230,7 +232,8 @@ async def test_an_app_runs_its_broker_reports_it_and_flushes_it_on_shutdown(
     other = RedisBroker(redis.url, worker_id="other")
     await nursery.start(other.run)
     heard = Received()
-    await other.listen("presence", heard)
+    other.listen("presence", heard)
+    await other.wait_listening("presence")
     port = await nursery.start(app.serve)
     health = await trio.to_thread.run_sync(lambda: http_get(port, "/health"))
     assert health[0] == 200 and json.loads(health[1])["broker"] == "ok"
@@ -289,8 +292,10 @@ async def test_a_failing_handler_stops_neither_the_others_nor_the_connection(
     def broken(body: bytes) -> None:
         raise RuntimeError("handler bug")
 
-    await a.listen("room", broken)
-    await a.listen("room", got)
+    a.listen("room", broken)
+    await a.wait_listening("room")
+    a.listen("room", got)
+    await a.wait_listening("room")
     await b.publish("room", b"one")
     await b.publish("room", b"two")
     assert await got.take(2) == [b"one", b"two"]

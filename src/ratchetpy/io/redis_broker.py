@@ -128,26 +128,27 @@ class RedisBroker:
 
     # -- the MessageBroker interface -----------------------------------------------------------
 
-    async def listen(self, channel: str, handler: Handler) -> None:
-        self._handlers.setdefault(channel, []).append(handler)
-        try:
-            # The first listener subscribes; a later one waits for that confirmation too.
-            await self.subscriber.subscribe(self.prefix + channel)
-        except BaseException:
-            await self.unlisten(channel, handler)
-            raise
+    def listen(self, channel: str, handler: Handler) -> None:
+        handlers = self._handlers.setdefault(channel, [])
+        handlers.append(handler)
+        if len(handlers) == 1:
+            self.subscriber.want(self.prefix + channel)
 
-    async def unlisten(self, channel: str, handler: Handler) -> None:
+    def unlisten(self, channel: str, handler: Handler) -> None:
         handlers = self._handlers.get(channel)
         if handlers is None or handler not in handlers:
-            await trio.lowlevel.checkpoint()
             return
         handlers.remove(handler)
         if not handlers:
             del self._handlers[channel]
-            await self.subscriber.unsubscribe(self.prefix + channel)
-        else:
-            await trio.lowlevel.checkpoint()
+            self.subscriber.unwant(self.prefix + channel)
+
+    async def wait_listening(self, channel: str) -> None:
+        if not await self.subscriber.wait_settled(self.prefix + channel, self.buffer_time):
+            raise BrokerUnavailable(
+                f"{self.address.describe()} did not confirm the subscription to {channel!r} "
+                f"within {self.buffer_time:g} s"
+            )
 
     async def publish(self, channel: str, body: bytes) -> None:
         done = trio.Event()

@@ -101,6 +101,8 @@ class RedisSubscriber:
         self._state = PubSubState()
         self._stream: trio.abc.Stream | None = None
         self._send_lock = trio.Lock()
+        self._outbox = bytearray()  # commands to write, in the order they were made
+        self._queued = trio.Event()  # set when the outbox has something
         self._changed = trio.Event()  # set (and replaced) when confirmations arrive
 
     # -- what the owner asks for ---------------------------------------------------------------
@@ -120,6 +122,28 @@ class RedisSubscriber:
         """The channels wanted (subscribed, or to be subscribed again after a reconnect)."""
         return frozenset(self._state.wanted)
 
+    def want(self, channel: str | bytes) -> None:
+        """Want ``channel`` from now on, without waiting for Redis. Not a checkpoint.
+
+        The subscription goes out at once while connected, else with every other one when the
+        connection is back; :meth:`wait_settled` waits for Redis' confirmation.
+        """
+        self._queue(self._state.want(channel))
+
+    def unwant(self, channel: str | bytes) -> None:
+        """Stop wanting ``channel``; its messages stop now. Not a checkpoint."""
+        self._queue(self._state.unwant(channel))
+
+    async def wait_settled(self, channel: str | bytes, timeout: float) -> bool:
+        """Wait (at most ``timeout`` seconds) until Redis confirmed ``channel`` and answered
+        every command sent for it; True if it did. A checkpoint."""
+        name = as_channel(channel)
+        with trio.move_on_after(timeout):
+            while not self._state.settled(name):
+                await self._changed.wait()
+            return True
+        return False
+
     async def subscribe(self, channel: str | bytes) -> None:
         """Want ``channel`` and return once Redis confirmed it. A checkpoint.
 
@@ -128,14 +152,12 @@ class RedisSubscriber:
         it was wanted before this call), so the caller can refuse what it was subscribing for.
         """
         name = as_channel(channel)
-        command = self._state.want(name)
-        await self._send(command)
-        with trio.move_on_after(self.subscribe_timeout):
-            while not self._state.settled(name):
-                await self._changed.wait()
+        first = name not in self._state.wanted
+        self.want(name)
+        if await self.wait_settled(name, self.subscribe_timeout):
             return
-        if command:  # this call wanted it first: it does not stay wanted for nobody
-            await self.unsubscribe(name)
+        if first:  # this call wanted it first: it does not stay wanted for nobody
+            self.unwant(name)
         raise BrokerUnavailable(
             f"{self.address.describe()} did not confirm the subscription to {name!r} within "
             f"{self.subscribe_timeout:g} s"
@@ -144,7 +166,8 @@ class RedisSubscriber:
     async def unsubscribe(self, channel: str | bytes) -> None:
         """Stop wanting ``channel``; its messages stop now. A checkpoint; does not wait for
         Redis (a connection that is away drops every subscription anyway)."""
-        await self._send(self._state.unwant(channel))
+        self.unwant(channel)
+        await trio.lowlevel.checkpoint()
 
     # -- the connection's life ----------------------------------------------------------------
 
@@ -156,26 +179,30 @@ class RedisSubscriber:
         stream, reader = await self._connect()
         started = False
         where = self.address.describe()
-        while True:
-            self._stream = stream
-            try:
-                if not started:
-                    task_status.started()
-                    started = True
-                await self._serve(stream, reader)
-            except _Lost as lost:
-                logger.warning("lost the subscriber connection to %s: %s", where, lost)
-            finally:
-                self._stream = None
-                await trio.aclose_forcefully(stream)
-            self.reconnects += 1
-            (stream, reader), took = await reopen(self._connect, backoff=self.backoff, where=where)
-            logger.info(
-                "subscriber connection to %s back after %.2f s; subscribing to %d again",
-                where,
-                took,
-                len(self._state.wanted),
-            )
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._write_queued)
+            while True:
+                try:
+                    await self._subscribe_all(stream)
+                    if not started:
+                        task_status.started()
+                        started = True
+                    await self._serve(stream, reader)
+                except _Lost as lost:
+                    logger.warning("lost the subscriber connection to %s: %s", where, lost)
+                finally:
+                    self._stream = None
+                    await trio.aclose_forcefully(stream)
+                self.reconnects += 1
+                (stream, reader), took = await reopen(
+                    self._connect, backoff=self.backoff, where=where
+                )
+                logger.info(
+                    "subscriber connection to %s back after %.2f s; subscribing to %d again",
+                    where,
+                    took,
+                    len(self._state.wanted),
+                )
 
     async def _connect(self) -> tuple[trio.abc.Stream, RespReader]:
         connection = await RedisConnection.open(
@@ -186,9 +213,14 @@ class RedisSubscriber:
         )
         return connection.detach()
 
-    async def _serve(self, stream: trio.abc.Stream, reader: RespReader) -> None:
+    async def _subscribe_all(self, stream: trio.abc.Stream) -> None:
         async with self._send_lock:
+            # What was queued for the last connection is in here too, so it goes.
+            self._outbox.clear()
             await self._write(stream, self._state.connection_made())
+            self._stream = stream
+
+    async def _serve(self, stream: trio.abc.Stream, reader: RespReader) -> None:
         probing = False
         while True:
             with trio.move_on_after(self.probe_timeout if probing else self.probe_interval):
@@ -204,8 +236,7 @@ class RedisSubscriber:
             if probing:
                 raise _Lost(f"no answer to a probe within {self.probe_timeout:g} s")
             probing = True
-            async with self._send_lock:
-                await self._write(stream, self._state.probe())
+            self._queue(self._state.probe())
 
     def _received(self, reader: RespReader, data: bytes | bytearray) -> None:
         try:
@@ -231,24 +262,30 @@ class RedisSubscriber:
             self._changed.set()
             self._changed = trio.Event()
 
-    async def _send(self, data: bytes) -> None:
-        if not data:
-            await trio.lowlevel.checkpoint()
-            return
-        async with self._send_lock:
-            stream = self._stream
-            if stream is None:
-                return  # away: connection_made() sends it with everything else
-            # Shielded, so that a cancelled caller cannot leave half a command on the
-            # connection; bounded, so that a Redis that stopped reading cannot hold it.
-            with trio.CancelScope(shield=True) as scope:
-                scope.deadline = trio.current_time() + self.probe_timeout
-                try:
-                    await self._write(stream, data)
-                except _Lost:
-                    return  # run() notices on its side and reconnects, resubscribing this too
-            if scope.cancelled_caught:
-                await trio.aclose_forcefully(stream)  # run() reconnects
+    def _queue(self, command: bytes) -> None:
+        # Queued rather than written, so that commands keep the order the state changed in;
+        # while away, connection_made() sends everything wanted instead.
+        if command and self._stream is not None:
+            self._outbox += command
+            self._queued.set()
+
+    async def _write_queued(self) -> None:
+        while True:
+            await self._queued.wait()
+            self._queued = trio.Event()
+            async with self._send_lock:
+                stream, data = self._stream, bytes(self._outbox)
+                self._outbox.clear()
+                if stream is None or not data:
+                    continue
+                # Bounded, so that a Redis that stopped reading cannot hold the lock.
+                with trio.move_on_after(self.probe_timeout) as scope:
+                    try:
+                        await self._write(stream, data)
+                    except _Lost:
+                        continue  # run() notices on its side and reconnects, resubscribing
+                if scope.cancelled_caught:
+                    await trio.aclose_forcefully(stream)  # run() reconnects
 
     @staticmethod
     async def _write(stream: trio.abc.Stream, data: bytes) -> None:
