@@ -4,7 +4,6 @@ replies, a lost connection and a cancelled caller."""
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,6 @@ import trustme
 from ratchetpy import BrokerUnavailable, RedisReplyError
 from ratchetpy.io.redis import RedisConnection
 from support.redis import RedisProcess, free_port, redis_server
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    with redis_server(tmp_path) as server:
-        yield server
 
 
 async def test_commands_and_their_replies(redis: RedisProcess) -> None:

@@ -5,7 +5,6 @@ is noticed at once and replaced."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,12 +16,6 @@ from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_publisher import RedisPublisher
 from ratchetpy.io.redis_subscriber import RedisSubscriber
 from support.redis import RedisProcess, SilentServer, free_port, redis_server
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    with redis_server(tmp_path) as server:
-        yield server
 
 
 async def listening(

@@ -5,7 +5,6 @@ connection is found out by the probe."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,12 +15,6 @@ from ratchetpy import BrokerUnavailable
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_subscriber import RedisSubscriber
 from support.redis import RedisProcess, SilentServer, free_port, redis_server
-
-
-@pytest.fixture
-def redis(tmp_path: Path) -> Iterator[RedisProcess]:
-    with redis_server(tmp_path) as server:
-        yield server
 
 
 class Inbox:
