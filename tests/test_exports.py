@@ -20,6 +20,7 @@ EXPECTED = {
     "Endpoint",
     "HandshakeRefused",
     "FlaskSession",
+    "Group",
     "Headers",
     "HttpComponent",
     "HttpDecorator",

@@ -42,6 +42,7 @@ from .components.auth import Authenticate, bearer_token
 from .components.base import HttpComponent, HttpDecorator, MessageComponent
 from .components.connection import Connection
 from .components.endpoint import Endpoint
+from .components.group import Group
 from .components.guards import ConnectionLimits, HostCheck, IpBlackList, OriginCheck
 from .components.http_server import HttpServer
 from .components.router import Page, Route, Router
@@ -91,6 +92,7 @@ __all__ = [
     "EncodeError",
     "Endpoint",
     "FlaskSession",
+    "Group",
     "HandshakeRefused",
     "Headers",
     "HostCheck",

@@ -18,6 +18,7 @@ from ratchetpy import (
     MessageComponent,
     WsServer,
 )
+from ratchetpy.broker import MemoryBroker, current_broker
 from support.frames import read_http_head, upgrade_request
 
 
@@ -376,3 +377,41 @@ async def test_stats_count_a_dropped_slow_raw_tcp_consumer(start_server: Any) ->
         with trio.fail_after(5):
             await firehose.closed.wait()
     assert server.stats().slow_consumer_closes == 1
+
+
+async def test_handlers_timers_and_thread_callbacks_see_their_servers_broker(
+    nursery: trio.Nursery,
+) -> None:
+    seen: list[tuple[str, object]] = []
+
+    class Records(MessageComponent):
+        def on_open(self, conn: Connection) -> None:
+            seen.append(("handler", current_broker()))
+            conn.send("open")
+
+    brokers = [MemoryBroker("first"), MemoryBroker("second")]
+    servers = [
+        IoServer(HttpServer(WsServer(Records())), port=0, address="127.0.0.1", broker=b)
+        for b in brokers
+    ]
+    ports = [await nursery.start(server.serve) for server in servers]
+    for port in ports:
+        async with connect(f"ws://127.0.0.1:{port}/") as client:
+            assert await client.recv() == "open"
+    timer_ran, thread_ran = trio.Event(), trio.Event()
+    token = trio.lowlevel.current_trio_token()
+    servers[1].add_timer(0, lambda: (seen.append(("timer", current_broker())), timer_ran.set()))
+    await trio.to_thread.run_sync(
+        servers[0].call_soon_threadsafe,
+        lambda: (seen.append(("thread", current_broker())), token.run_sync_soon(thread_ran.set)),
+    )
+    with trio.fail_after(5):
+        await timer_ran.wait()
+        await thread_ran.wait()
+    assert sorted((where, b.worker_id) for where, b in seen) == [  # type: ignore[attr-defined]
+        ("handler", "first"),
+        ("handler", "second"),
+        ("thread", "first"),
+        ("timer", "second"),
+    ]
+    assert current_broker() is None  # outside every server

@@ -15,6 +15,7 @@ Beyond connections it gives the application Ratchet's loop services: timers
 
 from __future__ import annotations
 
+import contextvars
 import errno
 import itertools
 import logging
@@ -29,7 +30,7 @@ from typing import Any, Protocol
 
 import trio
 
-from ..broker import MemoryBroker, MessageBroker
+from ..broker import MemoryBroker, MessageBroker, serving_broker
 from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
 from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
@@ -175,6 +176,8 @@ class IoServer:
         self._at_limit = False
         self._timers = ServerTimers()
         self._trio_token: trio.lowlevel.TrioToken | None = None
+        # The context serve() runs its tasks in, for callbacks from other threads.
+        self._context = contextvars.copy_context()
         self._started_at: float | None = None
         self._stopped_at: float | None = None
 
@@ -259,10 +262,13 @@ class IoServer:
         if token is None:
             raise InvalidStateError("call_soon_threadsafe() on a server that is not running")
 
+        context = self._context
+
         def run() -> None:
             nursery = self._hub.nursery
             if self._trio_token is token and nursery is not None:
-                run_callback(nursery, callback, args)
+                # In the server's context, as its handlers run: current_broker() is its broker.
+                context.run(run_callback, nursery, callback, args)
             else:
                 logger.debug("server stopped; dropping %r", callback)
 
@@ -340,6 +346,9 @@ class IoServer:
         self._listener = listener
         self.port = listener.getsockname()[1]
         hub = self._hub
+        # Every task started below inherits it: current_broker() in a handler is this one's.
+        broker_token = serving_broker.set(self.broker)
+        self._context = contextvars.copy_context()
         try:
             # Before listening: a worker that cannot reach its broker must not serve deaf.
             await self.broker.check()
@@ -363,6 +372,7 @@ class IoServer:
                     logger.warning("shutdown: %d publications to other workers not sent", unsent)
                 nursery.cancel_scope.cancel()
         finally:
+            serving_broker.reset(broker_token)
             self._trio_token = None
             self._timers.stop_all()
             self._close_listener()

@@ -21,6 +21,7 @@ import trio
 import trio.testing
 
 from ..app import App
+from ..broker import MemoryBroker, serving_broker
 from ..client import Session, open_session
 from ..components.base import MessageComponent, invoke, shut_down
 from ..components.connection import Counters
@@ -80,13 +81,16 @@ class MemoryServer:
         self.close_timeout = close_timeout
         self.shutdown_timeout = shutdown_timeout
         self._nursery = nursery
+        #: One process in memory: a :class:`~ratchetpy.Group` finds this broker as it would
+        #: an IoServer's.
+        self.broker = MemoryBroker()
         self._timers = TimerQueue()
         self._ids = itertools.count(1)
         self._open: dict[MemoryTransport, bool] = {}  # -> on_open has run
         self._all_closed = trio.Event()
         self._all_closed.set()
         self._stopping = False
-        nursery.start_soon(self._timers.run, _nothing)
+        nursery.start_soon(self._run_timers)
 
     @property
     def connections(self) -> int:
@@ -258,7 +262,12 @@ class MemoryServer:
 
     # -- one task per connection, as in IoServer -------------------------------------------
 
+    async def _run_timers(self) -> None:
+        serving_broker.set(self.broker)  # in this task's own context, as for _serve
+        await self._timers.run(_nothing)
+
     async def _serve(self, transport: MemoryTransport, opened: trio.Event) -> None:
+        serving_broker.set(self.broker)  # this task's context is its own: nothing to reset
         app = self.component
         pause_at = self.write_limit // 4
         try:
