@@ -7,12 +7,19 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, WsServer
 from support.examples import load_example
-from support.frames import parse_server_frames, raw_websocket, read_http_head, read_until_closed
+from support.frames import (
+    parse_server_frames,
+    raw_websocket,
+    read_http_head,
+    read_until_closed,
+    upgrade_request,
+)
 
 
 class Hub(MessageComponent):
@@ -115,6 +122,46 @@ async def test_graceful_shutdown_delivers_queued_messages_then_1001(start_server
     # Not accepting any more.
     with pytest.raises(OSError):
         await trio.open_tcp_stream("127.0.0.1", port)
+
+
+class Hello(MessageComponent):
+    def on_open(self, conn: Connection) -> None:
+        conn.send("hello")
+
+
+async def test_a_request_under_way_when_the_shutdown_begins_is_answered_not_cut(
+    start_server: Any,
+) -> None:
+    """Connections accepted just before the listener closed (what a worker draining in a
+    rolling restart has) get their answer: a WebSocket its handshake and then 1001, a plain
+    request its response with ``Connection: close``; an idle kept-alive one is closed."""
+    server, port = await start_server(HttpServer(WsServer(Hello())))
+    upgrade = upgrade_request()
+    opening, plain, idle = [await trio.open_tcp_stream("127.0.0.1", port) for _ in range(3)]
+    await opening.send_all(upgrade[:20])  # half a request head
+    await idle.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a 426 answered, kept alive
+    idle_head, _ = await read_http_head(idle)
+    assert idle_head.startswith(b"HTTP/1.1 426")
+    await trio.testing.wait_all_tasks_blocked()  # the server has all three, idle or reading
+    server.shutdown()
+    await trio.testing.wait_all_tasks_blocked()
+    await opening.send_all(upgrade[20:])
+    await plain.send_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    with trio.fail_after(5):
+        head, data = await read_http_head(opening)
+        while not any(op == 0x8 for op, _ in parse_server_frames(data)):
+            data += await opening.receive_some(4096)  # until the close frame (not answered)
+        frames = parse_server_frames(data)
+        await opening.aclose()  # instead of answering the close frame
+        plain_head, _ = await read_http_head(plain)
+        assert await read_until_closed(idle) == b""  # no response to a request never sent
+        for stream in (plain, idle):
+            await stream.aclose()
+        await server.aclose()
+    assert head.startswith(b"HTTP/1.1 101")
+    assert frames[0] == (0x1, b"hello")  # its on_open ran, then the goodbye
+    assert frames[-1][0] == 0x8 and int.from_bytes(frames[-1][1][:2], "big") == 1001
+    assert plain_head.startswith(b"HTTP/1.1 426") and b"connection: close" in plain_head.lower()
 
 
 async def test_shutdown_ends_within_its_deadline_when_clients_do_not_answer(

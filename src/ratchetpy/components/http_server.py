@@ -34,7 +34,17 @@ _SUPPORTED_VERSIONS = frozenset({b"1.0", b"1.1"})
 class _Pending:
     """A connection whose next request is being read (the first, or the next on keep-alive)."""
 
-    __slots__ = ("body", "body_size", "chunked", "idle", "parser", "peer", "request", "timer")
+    __slots__ = (
+        "body",
+        "body_size",
+        "chunked",
+        "goodbye",
+        "idle",
+        "parser",
+        "peer",
+        "request",
+        "timer",
+    )
 
     def __init__(self, parser: h11.Connection, timer: Timer, peer: str) -> None:
         self.parser = parser
@@ -46,6 +56,9 @@ class _Pending:
         # Sizes a chunked body announces, while one is read: 413 before the bytes arrive.
         self.chunked: ChunkedBodyMeter | None = None
         self.idle = False  # kept alive after a response, no byte of a new request yet
+        # Set by a shutdown that came while the request was read: it is answered, then the
+        # connection ends (an upgraded one is handed this close code and reason).
+        self.goodbye: tuple[int, str] | None = None
 
 
 class HttpServer:
@@ -147,12 +160,18 @@ class HttpServer:
 
     def on_shutdown(self, conn: Connection, code: int, reason: str) -> None:
         """Pass the goodbye on to the component that took ``conn`` over (a WebSocket says
-        1001); a connection still reading a request, or kept alive between requests, is just
-        closed."""
-        if self._handed_over(conn):
+        1001). A connection kept alive between requests is closed, as HTTP allows; one whose
+        request is being read (or not yet begun: accepted just before the shutdown) gets its
+        answer first, within ``request_timeout``: a WebSocket being opened completes its
+        handshake and then gets the goodbye, a plain request its response and a close."""
+        state = self._conns.get(conn)
+        if isinstance(state, _Pending):
+            if state.idle:
+                conn.close()
+            else:
+                state.goodbye = (code, reason)
+        elif state is not None:
             self.component.on_shutdown(conn, code, reason)
-        else:
-            conn.close()
 
     # -- internals -------------------------------------------------------------------------
 
@@ -299,6 +318,8 @@ class HttpServer:
             return None  # closed while the component opened it
         on_message = delegate_chain(self.component, conn).on_message
         self._conns[conn] = on_message
+        if pending.goodbye is not None:
+            self.component.on_shutdown(conn, *pending.goodbye)
         trailing = bytes(pending.parser.trailing_data[0])
         if not trailing or conn.closed:
             return None
@@ -313,6 +334,8 @@ class HttpServer:
         body = response.body
         assert isinstance(body, bytes)
         headers = list(response.headers)
+        if pending.goodbye is not None:
+            headers.append(("Connection", "close"))  # the server is shutting down
         if response.status not in _NO_BODY_STATUSES:
             headers.append(("Content-Type", response.content_type))
             headers.append(("Content-Length", str(len(body))))

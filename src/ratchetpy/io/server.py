@@ -37,6 +37,7 @@ from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
 from .timers import ServerTimers, run_callback
 from .tls import TlsConnection, tls_context
 from .transport import Hub, TcpConnection
+from .workers import Supervisor, WorkerLink, worker_command
 
 __all__ = ["IoServer", "ServerComponent", "ServerStats"]
 
@@ -122,6 +123,10 @@ class IoServer:
         checks it can be reached before it listens (raising
         :class:`~ratchetpy.BrokerUnavailable` if not), runs it while serving, and flushes what
         it has queued after the connections closed, within ``shutdown_timeout``.
+    ``reuse_port``
+        Bind with ``SO_REUSEPORT``, so that several processes started by a process manager
+        (systemd, supervisord, a container runtime) serve one port, each with its own listen
+        queue (default False: ``run(workers=N)`` shares one socket instead).
     ``max_connections``
         Open connections at most (default: no limit). At the limit the server stops accepting
         and new connections wait in the listen backlog until one closes. A WARNING is logged
@@ -149,6 +154,7 @@ class IoServer:
         tls_handshake_timeout: float = 10.0,
         max_connections: int | None = None,
         broker: MessageBroker | None = None,
+        reuse_port: bool = False,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -163,10 +169,11 @@ class IoServer:
         self.ssl_context = ssl_context
         self.tls_handshake_timeout = tls_handshake_timeout
         self.max_connections = max_connections
+        self.reuse_port = reuse_port
         self.broker: MessageBroker = MemoryBroker() if broker is None else broker
         self._hub = Hub(write_limit=write_limit, close_timeout=close_timeout)
         self._ids = itertools.count(1)
-        # Every open connection, and whether the component has seen it (its on_open ran).
+        # Every open connection, and whether the component has it (its on_open returned).
         self._connections: dict[TcpConnection, bool] = {}
         self._listener: socket.socket | None = None
         self._shutdown_requested: trio.Event | None = None
@@ -279,23 +286,36 @@ class IoServer:
 
     # -- running ---------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, *, workers: int | None = None) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks.
 
         The first signal starts a graceful shutdown (stop accepting, close every connection
         properly, flush, wait at most ``shutdown_timeout``); a second one stops at once.
+
+        ``workers=N``: serve with N worker processes on one port instead (see
+        :mod:`ratchetpy.io.workers`): this process binds the port, checks the broker, starts
+        the program again N times as workers sharing the socket, restarts one that crashes,
+        passes SIGTERM/SIGINT on and restarts them one by one on SIGHUP. More than one worker
+        needs a distributed ``broker`` (else each would be a server of its own); raises
+        :class:`~ratchetpy.ServerError` without one, or when the workers cannot start. In a
+        worker (started so), ``run`` serves the inherited socket whatever ``workers`` says.
 
         Signals reach only the main thread, so in any other thread (a socket server next to a
         Flask development server, say) ``run()`` installs no signal handlers and serves until
         :meth:`shutdown` is called, from another thread through
         ``server.call_soon_threadsafe(server.shutdown)``.
         """
+        link = WorkerLink.from_environment()
+        if link is None and workers is not None:
+            self._supervise(workers)
+            return
         # Bind before trio starts, so a busy port raises a plain ServerError here rather than
         # one wrapped in the exception group of the nursery that serve() runs in.
-        self._listener = self._listen()
+        inherited = link.listener() if link is not None else None
+        self._listener = inherited if inherited is not None else self._listen()
         try:
             if threading.current_thread() is threading.main_thread():
-                trio.run(self._run_until_signalled)
+                trio.run(self._run_until_signalled, link)
             else:
                 trio.run(self.serve)
         finally:
@@ -303,12 +323,40 @@ class IoServer:
             if listener is not None:  # serve() never ran to close it (a broker was down)
                 listener.close()
 
-    async def _run_until_signalled(self) -> None:
+    def _supervise(self, workers: int) -> None:
+        if workers > 1 and not self.broker.distributed:
+            raise ServerError(
+                f"{workers} workers need a broker (broker='redis://...', --broker): without "
+                "one each worker is a server of its own, and a message reaches only the "
+                "clients of the worker it was sent on"
+            )
+        if self.reuse_port and self.port == 0:
+            raise ServerError("workers with reuse_port need a port: with port 0 each binds another")
+        command = worker_command()
+        listener = None if self.reuse_port else self._listen()
+        try:
+            # Here, once, so that an unreachable Redis is one clear error, not N.
+            trio.run(self.broker.check)
+            port = self.port if listener is None else listener.getsockname()[1]
+            logger.info("listening on %s:%d with %d workers", self.address, port, workers)
+            Supervisor(
+                command,
+                workers=workers,
+                listener=listener,
+                shutdown_timeout=self.shutdown_timeout,
+            ).run()
+        finally:
+            if listener is not None:
+                listener.close()
+
+    async def _run_until_signalled(self, link: WorkerLink | None = None) -> None:
         # Here too, before any nursery: an unreachable broker is raised as itself.
         await self.broker.check()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
                 await nursery.start(self.serve)
+                if link is not None:
+                    nursery.start_soon(link.run, self.shutdown)
 
                 async def watch_signals() -> None:
                     async for signum in signals:
@@ -409,6 +457,8 @@ class IoServer:
             raise ServerError(f"cannot listen on {self.address}:{self.port}: {exc}") from exc
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if self.reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             sock.bind(sockaddr)
             sock.listen(self.backlog)
         except OSError as exc:
@@ -506,9 +556,13 @@ class IoServer:
             early = handshake_data
             recv = conn.recv
         logger.debug("connection #%d from %s opened", conn.resource_id, conn.remote_address)
-        self._connections[conn] = True
         try:
             await self._call(conn, app.on_open, conn)
+            self._connections[conn] = True
+            if self._shutdown_requested is not None and self._shutdown_requested.is_set():
+                # Accepted before the listener closed: served like the others, with a goodbye
+                # (a WebSocket being opened gets its handshake, then 1001), never just cut.
+                shut_down(app, conn)
             if early and not conn.closed:
                 counters.bytes_in += len(early)
                 await self._call(conn, on_message, conn, early)
@@ -582,8 +636,8 @@ class IoServer:
         for conn, opened in list(self._connections.items()):
             if opened:
                 shut_down(self.component, conn)
-            else:
-                conn.abort()  # the component never saw it (a TLS handshake, not started yet)
+            # Else its on_open has not returned yet (or a TLS handshake is under way): its
+            # task says goodbye once it has, within the same deadline.
         self._hub.flush_all()
         with trio.move_on_after(self.shutdown_timeout) as scope:
             await self._all_closed.wait()
