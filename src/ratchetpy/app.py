@@ -44,6 +44,7 @@ from .components.router import Route, Router
 from .components.ws_server import WsServer
 from .io.redis_broker import RedisBroker
 from .io.server import IoServer, ServerStats
+from .io.workers import WorkerLink
 from .protocol.http import HttpRequest, HttpResponse
 from .wamp import WampComponent, WampServer
 
@@ -84,6 +85,9 @@ class App:
         a :class:`~ratchetpy.broker.MessageBroker`, or ``None`` (default: one process, in
         memory). ``app.broker`` is it; the server checks it before listening, runs it while
         serving, and :meth:`health` reports it.
+    ``reuse_port``
+        Bind with ``SO_REUSEPORT`` (see :class:`~ratchetpy.IoServer`): for copies of the
+        program a process manager starts itself.
     ``max_connections``
         Connections the server holds at once; past it, new ones wait in the listen queue.
     ``max_connections_per_ip``, ``handshake_rate``
@@ -113,6 +117,7 @@ class App:
         keyfile: str | None = None,
         trusted_proxies: Iterable[str] = (),
         broker: MessageBroker | str | None = None,
+        reuse_port: bool = False,
         max_connections: int | None = None,
         max_connections_per_ip: int | None = None,
         handshake_rate: tuple[int, float] | None = None,
@@ -154,6 +159,7 @@ class App:
             close_timeout=close_timeout,
             tls_handshake_timeout=tls_handshake_timeout,
             broker=RedisBroker(broker) if isinstance(broker, str) else broker,
+            reuse_port=reuse_port,
         )
 
     def route(
@@ -255,12 +261,14 @@ class App:
         """The port served (the real one once :meth:`serve` started with ``port=0``)."""
         return self.server.port
 
-    def run(self) -> None:
+    def run(self, *, workers: int | None = None) -> None:
         """Serve until SIGINT or SIGTERM, then shut down gracefully. Blocks (Ratchet's
         ``$app->run()``). Outside the main thread it serves without signal handlers until
-        :meth:`shutdown`; see :meth:`IoServer.run`."""
-        self._log_setup()
-        self.server.run()
+        :meth:`shutdown`. ``workers=N`` serves with N processes on one port (they need a
+        ``broker``); see :meth:`IoServer.run`."""
+        if workers is None or WorkerLink.in_worker():
+            self._log_setup()  # once per worker, not again by the supervisor
+        self.server.run(workers=workers)
 
     async def serve(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve in the caller's nursery: ``port = await nursery.start(app.serve)``; see

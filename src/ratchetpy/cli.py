@@ -4,6 +4,7 @@
 
     ratchetpy serve myapp:Chat --port 8080
     ratchetpy serve myapp:app --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
+    ratchetpy serve myapp:app --workers 4 --broker redis://127.0.0.1:6379/0
 
 ``serve MODULE:ATTR`` imports ``MODULE`` (from the current directory too) and serves ``ATTR``:
 
@@ -13,6 +14,9 @@
   WebSocket at ``--path`` (every path by default);
 * an HTTP component (a ``WsServer``, a ``Router``, ``StaticFiles``): at ``--path``;
 * a function taking no arguments that returns any of these (an app factory).
+
+``--workers N`` serves with N processes on one port (see :mod:`ratchetpy.io.workers`); more
+than one needs ``--broker``, and SIGHUP then restarts them one by one.
 
 It runs until SIGINT or SIGTERM, then shuts down gracefully (1001 to every WebSocket, queued
 data flushed, at most ``--shutdown-timeout`` seconds) and exits with status 0. It exits with 1
@@ -91,6 +95,19 @@ def _parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="connect this server to the others through Redis "
         "(redis://, rediss:// or unix:// URL; needs pip install 'ratchetpy[redis]')",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="serve with N worker processes on one port, restarted when they crash, "
+        "restarted one by one on SIGHUP (more than one needs --broker)",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT, for copies a process manager starts itself",
     )
     serve.add_argument(
         "--trusted-proxy",
@@ -174,6 +191,8 @@ def build_app(args: argparse.Namespace) -> App:
             app.server.broker = _broker(args.broker)
         if args.shutdown_timeout is not None:
             app.server.shutdown_timeout = args.shutdown_timeout
+        if args.reuse_port:
+            app.server.reuse_port = True
         return app
     app = App(
         None,
@@ -184,9 +203,23 @@ def build_app(args: argparse.Namespace) -> App:
         broker=_broker(args.broker) if args.broker else None,
         trusted_proxies=args.trusted_proxy,
         shutdown_timeout=5.0 if args.shutdown_timeout is None else args.shutdown_timeout,
+        reuse_port=args.reuse_port,
     )
     app.route(args.path or "/{path:path}", target, allowed_origins=list(args.origin) or None)
     return app
+
+
+def _check_workers(args: argparse.Namespace, app: App) -> None:
+    if args.workers is None:
+        return
+    if args.workers < 1:
+        raise _UsageError("--workers must be at least 1")
+    if args.workers > 1 and not app.broker.distributed:
+        raise _UsageError(
+            f"--workers {args.workers} needs --broker redis://...: without a broker each "
+            "worker is a server of its own, and a message reaches only the clients of the "
+            "worker it was sent on"
+        )
 
 
 def _broker(url: str) -> RedisBroker:
@@ -201,9 +234,14 @@ def _broker(url: str) -> RedisBroker:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=_LOG_FORMAT)
+    # With workers, each line says which process wrote it.
+    log_format = _LOG_FORMAT.replace("%(name)s", "[%(process)d] %(name)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format=log_format if args.workers else _LOG_FORMAT
+    )
     try:
         app = build_app(args)
+        _check_workers(args, app)
     except _UsageError as exc:
         print(f"ratchetpy: error: {exc}", file=sys.stderr)
         return 2
@@ -211,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ratchetpy: error: {exc}", file=sys.stderr)
         return 1
     try:
-        app.run()
+        app.run(workers=args.workers)
     except (ServerError, BrokerError) as exc:
         print(f"ratchetpy: error: {exc}", file=sys.stderr)
         return 1

@@ -16,6 +16,7 @@ from ratchetpy import (
     InvalidStateError,
     IoServer,
     MessageComponent,
+    ServerError,
     WsServer,
 )
 from ratchetpy.broker import MemoryBroker, current_broker
@@ -415,3 +416,23 @@ async def test_handlers_timers_and_thread_callbacks_see_their_servers_broker(
         ("timer", "second"),
     ]
     assert current_broker() is None  # outside every server
+
+
+async def test_servers_with_reuse_port_share_a_port(nursery: trio.Nursery) -> None:
+    class Hello(MessageComponent):
+        def on_open(self, conn: Connection) -> None:
+            conn.send("hello")
+
+    first = IoServer(HttpServer(WsServer(Hello())), port=0, address="127.0.0.1", reuse_port=True)
+    port = await nursery.start(first.serve)
+    # A second process manager's copy: same port, its own socket (without reuse_port: EADDRINUSE).
+    second = IoServer(
+        HttpServer(WsServer(Hello())), port=port, address="127.0.0.1", reuse_port=True
+    )
+    assert await nursery.start(second.serve) == port
+    with pytest.raises(ServerError, match="cannot listen"):
+        await nursery.start(
+            IoServer(HttpServer(WsServer(Hello())), port=port, address="127.0.0.1").serve
+        )
+    async with connect(f"ws://127.0.0.1:{port}/") as client:
+        assert await client.recv() == "hello"

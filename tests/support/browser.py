@@ -1,5 +1,5 @@
-"""What the browser tests share: the system Chromium through Playwright, example servers run
-as subprocesses with their logs echoed, and pages whose console errors are kept.
+"""What the browser tests share: the system Chromium through Playwright and pages whose
+console errors are kept (example servers as subprocesses: :mod:`support.processes`).
 
 Without playwright or chromium the browser fixtures skip, unless ``RATCHETPY_REQUIRE_BROWSER=1``
 is set (``scripts/test.sh`` sets it when chromium is present), in which case they fail.
@@ -8,12 +8,7 @@ is set (``scripts/test.sh`` sets it when chromium is present), in which case the
 from __future__ import annotations
 
 import os
-import re
 import shutil
-import signal
-import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -79,88 +74,6 @@ def browser(chromium_executable: str, tmp_path: Path) -> Iterator[BrowserContext
             yield context
         finally:
             context.close()
-
-
-class ExampleProcess:
-    """An example server (``examples/NAME.py --port PORT ...``) as a subprocess; its log
-    (stderr) is collected and echoed."""
-
-    def __init__(self, script: Path, port: int, *args: str) -> None:
-        self.name = script.name
-        self.proc = subprocess.Popen(
-            [sys.executable, str(script), "--port", str(port), *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            encoding="utf-8",
-            errors="replace",
-        )
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._eof = False
-        self._terminated = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        listening = self.wait_for_log(r"listening on 127\.0\.0\.1:(\d+)", timeout=20)
-        self.port = int(listening[0].group(1))
-
-    def _read(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
-            print(f"[{self.name} pid {self.proc.pid}] {line.rstrip()}", flush=True)
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._eof = True
-            self._changed.notify_all()
-
-    def wait_for_log(
-        self, pattern: str, count: int = 1, timeout: float = 10
-    ) -> list[re.Match[str]]:
-        """Wait until ``count`` log lines match ``pattern`` (or the log ends); return them."""
-
-        def found() -> list[re.Match[str]]:
-            return [m for line in self.lines if (m := re.search(pattern, line))]
-
-        with self._changed:
-            self._changed.wait_for(lambda: len(found()) >= count or self._eof, timeout)
-            matches = found()
-            log = "".join(self.lines)
-        if len(matches) < count:
-            state = "exited" if self.proc.poll() is not None else "still running"
-            raise AssertionError(
-                f"{self.name} ({state}) logged {len(matches)} of {count} lines matching "
-                f"{pattern!r}; its log:\n{log}"
-            )
-        return matches
-
-    def errors(self) -> list[str]:
-        """Log lines at level ERROR or above, and tracebacks."""
-        return [
-            line
-            for line in self.lines
-            if re.search(r" (ERROR|CRITICAL) ", line) or line.startswith("Traceback")
-        ]
-
-    def terminate(self) -> None:
-        """Send SIGTERM (a graceful stop), once."""
-        if not self._terminated:
-            self._terminated = True
-            self.proc.send_signal(signal.SIGTERM)
-
-    def stop(self) -> int:
-        """SIGTERM (if not sent yet), wait for the exit; the exit status."""
-        self.terminate()
-        returncode = self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        return returncode
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._reader.join(timeout=5)
 
 
 class Watched:

@@ -21,13 +21,13 @@ import pytest
 from support.browser import (
     RECONNECT_TIMEOUT_MS,
     TIMEOUT_MS,
-    ExampleProcess,
     Watched,
     browser,
     chromium_executable,
     expect,
 )
 from support.examples import EXAMPLES
+from support.processes import ExampleProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext

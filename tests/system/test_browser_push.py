@@ -34,13 +34,13 @@ from ratchetpy.client import PublishError, WampRequestError, open_session, publi
 from support.browser import (
     CHROMIUM_ARGS,
     TIMEOUT_MS,
-    ExampleProcess,
     Watched,
     browser,
     chromium_executable,
     expect,
 )
 from support.examples import EXAMPLES
+from support.processes import ExampleProcess
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext

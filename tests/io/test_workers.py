@@ -1,0 +1,310 @@
+"""Workers and their supervisor, as real processes on loopback with a real redis-server:
+``ratchetpy serve ... --workers 2 --broker redis://...`` serves one port and one room from
+two processes; a worker killed with SIGKILL is restarted while the other's clients lose
+nothing; SIGHUP replaces every worker without refusing a connection; SIGTERM (and the
+supervisor's death) close every client with 1001; start-up failures exit with the reason.
+Clients are the websockets library's."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trio
+from websockets.exceptions import ConnectionClosed
+from websockets.trio.client import ClientConnection, connect
+
+from ratchetpy.io.redis import RedisConnection
+from support.examples import EXAMPLES
+from support.processes import ServerProcess
+from support.redis import RedisProcess, free_port
+
+SUPPORT = Path(__file__).resolve().parents[1] / "support"
+Start = Callable[..., ServerProcess]
+
+
+@pytest.fixture
+def supervisor(redis: RedisProcess) -> Iterator[Start]:
+    """``start(target, *options)``: ``ratchetpy serve TARGET --workers 2 --broker URL`` on a
+    free port, returned once every worker is ready; killed with its workers afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(target: str = "cluster_app:Room", *options: str, workers: int = 2) -> ServerProcess:
+        command = [sys.executable, "-m", "ratchetpy", "serve", target, "--port", "0"]
+        command += ["--workers", str(workers), "--broker", redis.url, *options]
+        server = ServerProcess(command, "supervisor", cwd=SUPPORT)
+        started.append(server)
+        server.wait_for_log(r"\d+ workers serving", timeout=30)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+class Member:
+    """A websockets client of the room in a task of its own (where its connection's nursery
+    nests): ``pid`` is the worker serving it, ``inbox`` what it received, ``close_code``
+    how it ended (``None`` while open, ``1006`` for a connection lost without a close)."""
+
+    def __init__(self, ws: ClientConnection, pid: int) -> None:
+        self.ws = ws
+        self.pid = pid
+        self._inbox, self.inbox = trio.open_memory_channel[str | bytes](1000)
+        self.close_code: int | None = None
+        self.ended = trio.Event()
+
+    async def send(self, text: str) -> None:
+        await self.ws.send(text)
+
+    async def recv(self) -> str | bytes:
+        with trio.fail_after(10):
+            return await self.inbox.receive()
+
+    async def wait_ended(self) -> int:
+        with trio.fail_after(10):
+            await self.ended.wait()
+        assert self.close_code is not None
+        return self.close_code
+
+    async def _read(self) -> None:
+        try:
+            async for message in self.ws:
+                self._inbox.send_nowait(message)
+        except ConnectionClosed:
+            pass
+        close = self.ws.protocol.close_rcvd
+        self.close_code = 1006 if close is None else close.code
+        self.ended.set()
+
+
+async def _member(port: int, *, task_status: trio.TaskStatus[Member]) -> None:
+    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+        with trio.fail_after(10):
+            first = await ws.recv()
+        member = Member(ws, json.loads(first)["pid"])
+        task_status.started(member)
+        await member._read()
+
+
+async def join(nursery: trio.Nursery, port: int) -> Member:
+    """A new member, once it is one (it knows its worker's pid)."""
+    member: Member = await nursery.start(_member, port)
+    return member
+
+
+async def members_on_every_worker(
+    nursery: trio.Nursery, port: int, pids: list[int], *, each: int = 2
+) -> dict[int, list[Member]]:
+    """Connect until every worker serves ``each`` members (which one accepts is the kernel's
+    choice: bounded attempts); the extra ones are closed again."""
+    by_pid: dict[int, list[Member]] = {pid: [] for pid in pids}
+    for _ in range(200):
+        if all(len(members) >= each for members in by_pid.values()):
+            return by_pid
+        member = await join(nursery, port)
+        if len(by_pid[member.pid]) < each:
+            by_pid[member.pid].append(member)
+        else:
+            await member.ws.aclose()
+    raise AssertionError(f"200 connections did not reach every worker: {by_pid}")
+
+
+async def numbered(sender: Member, count: int, tag: str) -> None:
+    for n in range(count):
+        await sender.send(f"{tag} {n}")
+
+
+async def receive_numbered(receiver: Member, count: int, tag: str) -> None:
+    """``count`` messages ``tag 0`` .. ``tag N-1``, in order: none missing, none twice."""
+    got = [await receiver.recv() for _ in range(count)]
+    assert got == [f"{tag} {n}" for n in range(count)]
+
+
+async def numsub(redis: RedisProcess, channel: str = "ratchetpy:group:room") -> int:
+    async with await RedisConnection.open(redis.url) as admin:
+        return int((await admin.execute("PUBSUB", "NUMSUB", channel))[1])
+
+
+async def test_two_workers_serve_one_port_and_one_room(
+    supervisor: Start, redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    server = supervisor()
+    pids = server.worker_pids()
+    assert len(pids) == 2
+    by_pid = await members_on_every_worker(nursery, server.port, pids)
+    assert await numsub(redis) == 2  # both workers have members, both listen
+    everyone = [member for members in by_pid.values() for member in members]
+    for sender in (by_pid[pids[0]][0], by_pid[pids[1]][0]):  # a publisher on each worker
+        async with trio.open_nursery() as exchange:
+            exchange.start_soon(numbered, sender, 50, "from")
+            for receiver in everyone:
+                if receiver is not sender:
+                    exchange.start_soon(receive_numbered, receiver, 50, "from")
+    assert await trio.to_thread.run_sync(server.stop) == 0
+    assert server.errors() == []
+
+
+async def test_a_killed_worker_is_restarted_and_the_others_lose_nothing(
+    supervisor: Start, redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    server = supervisor()
+    survivor, victim = server.worker_pids()
+    by_pid = await members_on_every_worker(nursery, server.port, [survivor, victim])
+    sender, receiver = by_pid[survivor]
+    doomed = by_pid[victim][0]
+    await numbered(sender, 20, "before")
+    await receive_numbered(receiver, 20, "before")
+    await receive_numbered(doomed, 20, "before")
+    os.kill(victim, signal.SIGKILL)
+    assert await doomed.wait_ended() == 1006  # gone without a closing handshake
+    await numbered(sender, 20, "during")
+    await receive_numbered(receiver, 20, "during")
+    ready = await trio.to_thread.run_sync(
+        lambda: server.wait_for_log(r"worker \d+ \(pid (\d+)\) ready", count=3)
+    )
+    new = int(ready[-1].group(1))  # the third worker started: the replacement
+    assert f"(pid {victim}) exited with status -9" in "".join(server.lines)
+    # Its clients come back and are served by either worker, the new one included.
+    back = await members_on_every_worker(nursery, server.port, [survivor, new], each=1)
+    await numbered(back[new][0], 5, "back")
+    for member in (sender, receiver, back[survivor][0]):
+        await receive_numbered(member, 5, "back")
+    assert await numsub(redis) == 2  # the dead worker's subscription went with it
+    assert await trio.to_thread.run_sync(server.stop) == 0
+
+
+async def test_sighup_replaces_every_worker_and_refuses_no_connection(
+    supervisor: Start, nursery: trio.Nursery
+) -> None:
+    server = supervisor()
+    before = set(server.worker_pids())
+    outcomes = {"served": 0, "closed 1001": 0}
+    done = trio.Event()
+
+    async def keep_connecting() -> None:
+        # A refused connection or a failed handshake raises out of here: the test fails.
+        while not done.is_set():
+            async with trio.open_nursery() as own:
+                try:
+                    member = await join(own, server.port)
+                except ConnectionClosed as exc:
+                    # Accepted by a worker that is draining: closed properly, not refused.
+                    assert exc.rcvd is not None and exc.rcvd.code == 1001, exc
+                    outcomes["closed 1001"] += 1
+                    continue
+                outcomes["served"] += 1
+                await member.ws.aclose()
+
+    async with trio.open_nursery() as load:
+        for _ in range(4):
+            load.start_soon(keep_connecting)
+        server.proc.send_signal(signal.SIGHUP)
+        await trio.to_thread.run_sync(
+            lambda: server.wait_for_log("rolling restart done", timeout=30)
+        )
+        done.set()
+    after = set(server.worker_pids())
+    assert len(after) == 2 and not after & before
+    assert outcomes["served"] > 0
+    assert await trio.to_thread.run_sync(server.stop) == 0
+    assert server.errors() == []
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "supervisor killed"])
+async def test_every_client_gets_1001_when_the_workers_stop(
+    supervisor: Start, nursery: trio.Nursery, how: str
+) -> None:
+    server = supervisor()
+    pids = server.worker_pids()
+    by_pid = await members_on_every_worker(nursery, server.port, pids, each=1)
+    if how == "SIGTERM":
+        assert await trio.to_thread.run_sync(server.stop) == 0
+    else:
+        # No worker outlives its supervisor: each notices and shuts down gracefully.
+        server.proc.kill()
+    for members in by_pid.values():
+        assert await members[0].wait_ended() == 1001
+    for pid in pids:
+        await exited(pid)
+
+
+async def exited(pid: int) -> None:
+    """Wait until process ``pid`` (not a child of ours) has exited: its pidfd turns readable."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return  # gone already
+    try:
+        with trio.fail_after(10):
+            await trio.lowlevel.wait_readable(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+def _serve(*options: str, cwd: Path = SUPPORT) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "ratchetpy", "serve", *options, "--port", "0"]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+def test_workers_without_a_broker_are_refused_with_the_reason() -> None:
+    result = _serve("cluster_app:Room", "--workers", "2")
+    assert result.returncode == 2
+    assert "--workers 2 needs --broker" in result.stderr
+    assert "each worker is a server of its own" in result.stderr
+
+
+def test_workers_that_cannot_reach_redis_do_not_start() -> None:
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    result = _serve("cluster_app:Room", "--workers", "2", "--broker", url)
+    assert result.returncode == 1
+    assert "cannot connect to" in result.stderr
+    assert "workers serving" not in result.stderr and "ready" not in result.stderr
+
+
+def test_workers_that_fail_to_start_stop_the_supervisor(redis: RedisProcess) -> None:
+    result = _serve("cluster_app:broken_in_workers", "--workers", "2", "--broker", redis.url)
+    assert result.returncode == 1
+    assert "this worker cannot start" in result.stderr  # the worker's own error
+    assert "worker 1 could not start" in result.stderr
+
+
+async def test_the_chat_example_is_one_room_across_workers(
+    redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    command = [sys.executable, str(EXAMPLES / "chat.py"), "--port", "0"]
+    chat = ServerProcess([*command, "--workers", "2", "--broker", redis.url], "chat.py")
+    try:
+        chat.wait_for_log(r"2 workers serving", timeout=30)
+        members: list[Member] = []
+        for _ in range(60):
+            ws: ClientConnection = await nursery.start(_chat_member, chat.port)
+            member = Member(ws, 0)
+            nursery.start_soon(member._read)
+            members.append(member)
+            if len(members) >= 4 and await numsub(redis, "ratchetpy:group:chat") == 2:
+                break
+        else:
+            raise AssertionError("60 connections did not reach both workers")
+        async with trio.open_nursery() as exchange:
+            exchange.start_soon(numbered, members[0], 30, "chat")
+            for receiver in members[1:]:
+                exchange.start_soon(receive_numbered, receiver, 30, "chat")
+        assert await trio.to_thread.run_sync(chat.stop) == 0
+        assert chat.errors() == []
+    finally:
+        chat.kill()
+
+
+async def _chat_member(port: int, *, task_status: trio.TaskStatus[ClientConnection]) -> None:
+    async with connect(f"ws://127.0.0.1:{port}/chat") as ws:
+        with trio.fail_after(10):
+            await (await ws.ping()).wait()  # answered once on_open (the join) is done
+        task_status.started(ws)
+        await trio.sleep_forever()

@@ -1,0 +1,34 @@
+"""What the workers' tests serve with ``ratchetpy serve cluster_app:...``: a room that spans
+workers and tells each client which process serves it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ratchetpy import Connection, Group, MessageComponent
+
+
+class Room(MessageComponent):
+    """Everyone in one :class:`~ratchetpy.Group`; a client's first message says
+    ``{"pid": ...}`` once it is a member of the whole group."""
+
+    def __init__(self) -> None:
+        self.members = Group("room")
+
+    async def on_open(self, conn: Connection) -> None:
+        await self.members.join(conn)
+        conn.send(json.dumps({"pid": os.getpid()}))
+
+    def on_message(self, sender: Connection, msg: str | bytes) -> None:
+        self.members.send(msg, exclude=[sender])
+
+    def on_close(self, conn: Connection) -> None:
+        self.members.discard(conn)
+
+
+def broken_in_workers() -> Room:
+    """A Room in the supervisor, and an error in every worker: a worker that cannot start."""
+    if "RATCHETPY_WORKER" in os.environ:
+        raise RuntimeError("this worker cannot start")
+    return Room()
