@@ -25,6 +25,7 @@ LOGGERS = {
     "ratchetpy.security",
     "ratchetpy.server",
     "ratchetpy.broker",
+    "ratchetpy.workers",
 }
 URI_PREFIX = "ratchetpy.error."
 SOURCES = sorted((ROOT / "src" / "ratchetpy").rglob("*.py"))
