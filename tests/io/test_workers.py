@@ -7,6 +7,7 @@ Clients are the websockets library's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,10 +21,11 @@ import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.trio.client import ClientConnection, connect
 
+from ratchetpy import BrokerError
 from ratchetpy.io.redis import RedisConnection
 from support.examples import EXAMPLES
 from support.processes import ServerProcess
-from support.redis import RedisProcess, free_port
+from support.redis import RedisProcess, free_port, redis_server
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 Start = Callable[..., ServerProcess]
@@ -128,6 +130,7 @@ async def receive_numbered(receiver: Member, count: int, tag: str) -> None:
 
 
 async def numsub(redis: RedisProcess, channel: str = "ratchetpy:group:room") -> int:
+    """How many workers subscribe to ``channel`` (the room's, by default)."""
     async with await RedisConnection.open(redis.url) as admin:
         return int((await admin.execute("PUBSUB", "NUMSUB", channel))[1])
 
@@ -215,6 +218,59 @@ async def test_sighup_replaces_every_worker_and_refuses_no_connection(
     assert outcomes["served"] > 0
     assert await trio.to_thread.run_sync(server.stop) == 0
     assert server.errors() == []
+
+
+async def wait_numsub(redis: RedisProcess, expected: int, timeout: float = 10) -> float:
+    """Poll Redis until ``expected`` workers subscribe to the room; returns how long it took
+    (the workers resubscribe on their own schedule, which only Redis can tell)."""
+    start = trio.current_time()
+    with trio.fail_after(timeout):
+        while True:
+            with contextlib.suppress(BrokerError):
+                if await numsub(redis) == expected:
+                    return trio.current_time() - start
+            await trio.sleep(0.02)
+
+
+async def test_every_worker_resubscribes_after_client_kill_and_a_redis_restart(
+    supervisor: Start, redis: RedisProcess, nursery: trio.Nursery, tmp_path: Path
+) -> None:
+    server = supervisor()
+    one, two = server.worker_pids()
+    by_pid = await members_on_every_worker(nursery, server.port, [one, two])
+    (sender, local), (remote, _) = by_pid[one], by_pid[two]
+    assert await numsub(redis) == 2
+
+    # Redis drops every subscriber connection: both workers come back and subscribe again.
+    async with await RedisConnection.open(redis.url) as admin:
+        assert await admin.execute("CLIENT", "KILL", "TYPE", "pubsub") == 2
+    await wait_numsub(redis, 2)
+    await numbered(sender, 10, "after kill")
+    await receive_numbered(remote, 10, "after kill")
+    await receive_numbered(local, 10, "after kill")
+
+    # Redis goes away: local delivery goes on, what other workers should get is refused
+    # (logged), never queued up.
+    redis.process.kill()
+    redis.process.wait()
+    await numbered(sender, 10, "while down")
+    await receive_numbered(local, 10, "while down")  # this worker's members got them all
+    await trio.to_thread.run_sync(
+        lambda: server.wait_for_log("could not be passed on to other workers", timeout=10)
+    )
+    (tmp_path / "again").mkdir()
+    with redis_server(tmp_path / "again", port=redis.port) as again:
+        resubscribed = await wait_numsub(again, 2)
+        await numbered(sender, 10, "back")
+        await receive_numbered(local, 10, "back")
+        # The other worker got nothing sent while Redis was down, and nothing twice: the next
+        # it receives is what was sent after.
+        await receive_numbered(remote, 10, "back")
+        await trio.to_thread.run_sync(
+            lambda: server.wait_for_log(r"publications were refused", timeout=10)
+        )
+        assert await trio.to_thread.run_sync(server.stop) == 0
+    print(f"resubscribed {resubscribed:.2f} s after Redis was back")
 
 
 @pytest.mark.parametrize("how", ["SIGTERM", "supervisor killed"])
