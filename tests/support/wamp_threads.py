@@ -69,9 +69,12 @@ class ServerThread:
         self.stop()
 
 
-def serve_wamp(component: WampComponent | None = None, **options: Any) -> ServerThread:
-    """An App with the router at ``/ws`` (any origin) and a blank page at ``/``."""
-    app = App(None, 0, "127.0.0.1", shutdown_timeout=5)
+def serve_wamp(
+    component: WampComponent | None = None, *, broker: Any = None, **options: Any
+) -> ServerThread:
+    """An App with the router at ``/ws`` (any origin) and a blank page at ``/``; with
+    ``broker`` (a Redis URL or a broker), one worker of several."""
+    app = App(None, 0, "127.0.0.1", shutdown_timeout=5, broker=broker)
     wamp = WampServer(component, **options)
     app.route("/ws", wamp, allowed_origins=["*"])
     app.route("/", Page(BLANK_PAGE))

@@ -16,8 +16,10 @@ import pytest
 import trio
 
 from ratchetpy.exceptions import WampError
+from ratchetpy.io.redis_broker import RedisBroker
 from ratchetpy.wamp import WampComponent, WampConnection
 from ratchetpy.wamp.messages import NOT_AUTHORIZED
+from support.redis import RedisProcess
 from support.wamp_threads import TIMEOUT, ServerThread, serve_wamp
 
 txaio = pytest.importorskip("txaio")
@@ -348,3 +350,120 @@ def test_server_publish_and_shutdown_goodbye() -> None:
             assert details.reason == "wamp.close.system_shutdown"
 
         run(scenario())
+
+
+# -- two workers sharing a real redis-server -------------------------------------------------
+
+
+@pytest.fixture
+def workers(redis: RedisProcess) -> Iterator[tuple[ServerThread, ServerThread]]:
+    """Two routers, each an App with its own RedisBroker: two workers of one server."""
+    with (
+        serve_wamp(broker=RedisBroker(redis.url, worker_id="a", buffer_time=0.3)) as a,
+        serve_wamp(broker=RedisBroker(redis.url, worker_id="b", buffer_time=0.3)) as b,
+    ):
+        yield a, b
+
+
+def test_publications_reach_subscribers_on_every_worker_with_their_filters(
+    workers: tuple[ServerThread, ServerThread],
+) -> None:
+    a, b = workers
+
+    async def scenario() -> None:
+        here = await join(a.port)
+        there = await join(b.port, serializer="msgpack")
+        publisher = await join(a.port)
+        got: asyncio.Queue[tuple[str, tuple[Any, ...], int]] = asyncio.Queue()
+
+        def on_event(name: str) -> Callable[..., None]:
+            def handler(*args: Any, details: Any) -> None:
+                got.put_nowait((name, args, details.publication))
+
+            return handler
+
+        from autobahn.wamp.types import SubscribeOptions
+
+        options = SubscribeOptions(details_arg="details")
+        await here.subscribe(on_event("here"), "com.example.news", options=options)
+        # SUBSCRIBED came once worker b listens to the topic in Redis: what a publishes next
+        # reaches it.
+        await there.subscribe(on_event("there"), "com.example.news", options=options)
+        await publisher.subscribe(on_event("publisher"), "com.example.news", options=options)
+
+        async def events(count: int) -> dict[str, list[Any]]:
+            by_name: dict[str, list[Any]] = {}
+            for _ in range(count):
+                name, args, publication = await asyncio.wait_for(got.get(), TIMEOUT)
+                by_name.setdefault(name, []).append((args, publication))
+            return by_name
+
+        acked = PublishOptions(acknowledge=True)
+        published = await publisher.publish("com.example.news", "hi", b"\x00\xff", options=acked)
+        received = await events(2)
+        assert received == {  # the same event, the same publication id, on both workers
+            "here": [(("hi", b"\x00\xff"), published.id)],
+            "there": [(("hi", b"\x00\xff"), published.id)],
+        }
+        there_id = there._session_id
+        here_id = here._session_id
+        await publisher.publish(
+            "com.example.news",
+            "not there",
+            options=PublishOptions(acknowledge=True, exclude=[there_id]),
+        )
+        await publisher.publish(
+            "com.example.news",
+            "only there",
+            options=PublishOptions(acknowledge=True, eligible=[there_id]),
+        )
+        await publisher.publish(
+            "com.example.news",
+            "me too",
+            options=PublishOptions(acknowledge=True, exclude_me=False, exclude=[here_id]),
+        )
+        received = await events(4)
+        assert {name: [args for args, _ in got_] for name, got_ in received.items()} == {
+            "here": [("not there",)],
+            "there": [("only there",), ("me too",)],
+            "publisher": [("me too",)],
+        }
+        # One publisher's events arrive at the other worker in the order it published them.
+        for n in range(50):
+            publisher.publish("com.example.news", n)
+        received = await events(100)
+        assert [args for args, _ in received["there"]] == [(n,) for n in range(50)]
+        assert [args for args, _ in received["here"]] == [(n,) for n in range(50)]
+        assert got.empty()
+        for session in (here, there, publisher):
+            await session.leave()
+
+    run(scenario())
+
+
+def test_while_redis_is_down_acknowledged_publications_and_new_subscriptions_fail_visibly(
+    workers: tuple[ServerThread, ServerThread], redis: RedisProcess
+) -> None:
+    a, _ = workers
+
+    async def scenario() -> None:
+        subscriber = await join(a.port)
+        publisher = await join(a.port)
+        got: asyncio.Queue[Any] = asyncio.Queue()
+        await subscriber.subscribe(got.put_nowait, "com.example.news")
+        redis.process.kill()
+        redis.process.wait()
+        with pytest.raises(ApplicationError) as refused:
+            await publisher.publish(
+                "com.example.news", "acked", options=PublishOptions(acknowledge=True)
+            )
+        assert refused.value.error == "ratchetpy.error.broker_unavailable"
+        assert "reached this worker's subscribers only" in refused.value.args[0]
+        assert await asyncio.wait_for(got.get(), TIMEOUT) == "acked"  # local delivery goes on
+        with pytest.raises(ApplicationError) as not_subscribed:
+            await subscriber.subscribe(got.put_nowait, "com.example.other")
+        assert not_subscribed.value.error == "ratchetpy.error.broker_unavailable"
+        for session in (subscriber, publisher):
+            await session.leave()
+
+    run(scenario())

@@ -14,6 +14,7 @@ from .component import WampComponent
 from .dealer import Dealer
 from .messages import (
     AUTHORIZATION_FAILED,
+    BROKER_UNAVAILABLE,
     CANCELED,
     CLOSE_NORMAL,
     CLOSE_REALM,
@@ -46,6 +47,7 @@ from .server import CLOSE_SYSTEM_SHUTDOWN, WampServer
 
 __all__ = [
     "AUTHORIZATION_FAILED",
+    "BROKER_UNAVAILABLE",
     "CANCELED",
     "CLOSE_NORMAL",
     "CLOSE_REALM",

@@ -6,6 +6,13 @@ session -> topics), answers SUBSCRIBE, UNSUBSCRIBE and PUBLISH, and is the realm
 and has it broadcast. A topic exists from its first subscription (one still under way
 included) to its last, so memory follows what clients subscribe to.
 
+With a distributed broker between workers (:mod:`ratchetpy.broker`), a topic with local
+subscribers is listened to on the channel ``wamp:<realm>:<topic>``; SUBSCRIBED is sent once
+the broker confirmed that channel, and every broadcast is also passed on to the other
+workers, each of which delivers to its own subscribers with the publisher's filters
+(:mod:`ratchetpy.wamp.cluster`). An acknowledged PUBLISH is answered PUBLISHED only once the
+broker accepted it.
+
 Every subscriber of a topic shares the topic's subscription id, which the spec allows. An EVENT
 is then the same message for each of them, so a publication is serialized once per serializer
 in use and framed once (:func:`ratchetpy.broadcast`), however many subscribers there are. The
@@ -15,18 +22,23 @@ go, so an unfiltered broadcast does no per-subscriber Python work before the fra
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import logging
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from ..broker import MessageBroker, current_broker
 from ..components.base import MaybeAwaitable
 from ..components.connection import Connection
 from ..components.ws_connection import broadcast as broadcast_frames
+from ..exceptions import BrokerError
 from ._flow import answer_failure, log_failure, run_handler
+from .cluster import ClusterPublication, Route, channel_of
 from .component import WampComponent
+from .filters import filtered, publish_filters, session_ids
 from .messages import (
+    BROKER_UNAVAILABLE,
     INVALID_ARGUMENT,
     LIMIT_EXCEEDED,
-    MAX_ID,
     NO_SUCH_SUBSCRIPTION,
     PUBLISH,
     PUBLISHED,
@@ -45,29 +57,28 @@ from .serializers import Serializer
 
 __all__ = ["Broker", "session_ids"]
 
-
-def session_ids(peers: Iterable[Any]) -> set[int]:
-    """Session ids from a mix of ints and connections (anything with ``session_id``)."""
-    ids: set[int] = set()
-    for peer in peers:
-        if type(peer) is int:
-            ids.add(peer)
-        else:
-            session_id = getattr(peer, "session_id", None)
-            if session_id is None:
-                raise TypeError(f"expected a session id or a WAMP connection, got {peer!r}")
-            ids.add(session_id)
-    return ids
+logger = logging.getLogger("ratchetpy.wamp")
 
 
 class _Subscribers:
     """One topic as the broker keeps it: its id on the wire and who subscribes."""
 
-    __slots__ = ("groups", "pending", "sessions", "subscription_id", "topic")
+    __slots__ = (
+        "groups",
+        "listener",
+        "listening",
+        "pending",
+        "sessions",
+        "subscription_id",
+        "topic",
+    )
 
     def __init__(self, topic: Topic, subscription_id: int) -> None:
         self.topic = topic
         self.subscription_id = subscription_id
+        # The broker to other workers this topic's channel is listened to on, if any.
+        self.listening: MessageBroker | None = None
+        self.listener: Callable[[bytes], None] | None = None
         # A dict keeps subscription order, which makes deliveries reproducible.
         self.sessions: dict[WampConnection, None] = {}
         self.groups: dict[Serializer, dict[Connection, None]] = {}
@@ -105,6 +116,8 @@ class Broker:
         self._by_subscription: dict[int, _Subscribers] = {}
         # Each session's subscriptions: subscription id -> topic URI.
         self._of_session: dict[WampConnection, dict[int, str]] = {}
+        self._cluster: MessageBroker | None = None  # bound from the first handler that runs
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"<Broker of {self.realm.name!r}: {len(self._topics)} topics>"
@@ -162,8 +175,42 @@ class Broker:
         eligible_authid: Iterable[str] | None,
     ) -> int:
         state = self._topics.get(uri)
-        if state is None or not state.sessions:
-            return 0
+        others = self._others()
+        if others is None:
+            if state is None or not state.sessions:
+                return 0
+            return self._deliver(state, payload, exclude, eligible, exclude_authid, eligible_authid)
+        # Encoded for the others first and passed on last: a payload that cannot be encoded
+        # for someone (here or there) raises before anyone received it.
+        publication_id = payload.publication_id or IdGenerator.random()
+        body = self._for_others(
+            uri, payload, publication_id, exclude, eligible, exclude_authid, eligible_authid
+        )
+        route = payload.route
+        if payload.publication_id is None:  # one id for this worker's events and theirs
+            payload = Payload(payload.args, payload.kwargs, publication_id, route=route)
+        receivers = 0
+        if state is not None and state.sessions:
+            receivers = self._deliver(
+                state, payload, exclude, eligible, exclude_authid, eligible_authid
+            )
+        channel = channel_of(self.realm.name, uri)
+        if route is not None and route.unacknowledged is not None:
+            route.unacknowledged.append((channel, body))  # awaited before the acknowledgement
+        else:
+            others.publish_nowait(channel, body)
+        return receivers
+
+    def _deliver(
+        self,
+        state: _Subscribers,
+        payload: Payload,
+        exclude: Iterable[Any],
+        eligible: Iterable[Any] | None,
+        exclude_authid: Iterable[str],
+        eligible_authid: Iterable[str] | None,
+    ) -> int:
+        """Send ``payload`` to this worker's subscribers of ``state`` that pass the filters."""
         if eligible is None and not exclude_authid and eligible_authid is None:
             # The common case, a client's publication: only its own session is excluded,
             # and usually it is not among the subscribers.
@@ -174,7 +221,9 @@ class Broker:
                 return len(state.sessions)
             recipients = [conn for conn in state.sessions if conn not in left_out]
         else:
-            recipients = _filtered(state, exclude, eligible, exclude_authid, eligible_authid)
+            recipients = filtered(
+                state.sessions, exclude, eligible, exclude_authid, eligible_authid
+            )
         if not recipients:
             return 0
         by_serializer: dict[Serializer, list[Connection]] = {}
@@ -210,18 +259,50 @@ class Broker:
         state = self._acquire(message.topic)
 
         def done(exc: Exception | None) -> MaybeAwaitable:
-            state.pending -= 1
             if exc is not None or session.closed or not self.realm.has(session):
+                state.pending -= 1
                 self._release(state)
                 if exc is None:
                     return None
                 return answer_failure(self.component, session, SUBSCRIBE, message.request_id, exc)
-            state.add(session)
-            self._of_session.setdefault(session, {})[state.subscription_id] = message.topic
-            session.send_message([SUBSCRIBED, message.request_id, state.subscription_id])
+            if state.listening is not None:
+                return self._subscribe_across(state.listening, session, state, message)
+            state.pending -= 1
+            self._subscribed_now(session, state, message)
             return None
 
         return run_handler(self.component.on_subscribe, (session, state.topic), done)
+
+    async def _subscribe_across(
+        self,
+        others: MessageBroker,
+        session: WampConnection,
+        state: _Subscribers,
+        message: Subscribe,
+    ) -> None:
+        """SUBSCRIBED once the other workers' publications reach this one: the spec's order
+        of acknowledgement before events holds across workers too."""
+        try:
+            await others.wait_listening(channel_of(self.realm.name, state.topic.id))
+        except BrokerError as exc:
+            state.pending -= 1
+            self._release(state)
+            if not session.closed:
+                reason = f"the subscription could not reach the other workers: {exc}"
+                session.send_error(SUBSCRIBE, message.request_id, BROKER_UNAVAILABLE, [reason])
+            return
+        state.pending -= 1
+        if session.closed or not self.realm.has(session):
+            self._release(state)
+            return
+        self._subscribed_now(session, state, message)
+
+    def _subscribed_now(
+        self, session: WampConnection, state: _Subscribers, message: Subscribe
+    ) -> None:
+        state.add(session)
+        self._of_session.setdefault(session, {})[state.subscription_id] = message.topic
+        session.send_message([SUBSCRIBED, message.request_id, state.subscription_id])
 
     def unsubscribe(self, session: WampConnection, message: Unsubscribe) -> MaybeAwaitable:
         uri = self._of_session.get(session, {}).pop(message.subscription_id, None)
@@ -242,19 +323,24 @@ class Broker:
         options = message.options
         acknowledge = options.get("acknowledge") is True
         try:
-            exclude, eligible = self.publish_filters(session, options)
+            exclude, eligible = publish_filters(session, options, self.realm.sessions)
         except ValueError as exc:
             if acknowledge:
                 session.send_error(PUBLISH, message.request_id, INVALID_ARGUMENT, [str(exc)])
             return None
         publication_id = IdGenerator.random()
-        payload = Payload(message.args, message.kwargs, publication_id)
+        others = self._others()
+        route = None if others is None else Route(options, acknowledged=acknowledge)
+        payload = Payload(message.args, message.kwargs, publication_id, route=route)
 
         def done(exc: Exception | None) -> MaybeAwaitable:
             if exc is not None:
                 return answer_failure(
                     self.component, session, PUBLISH, message.request_id, exc, reply=acknowledge
                 )
+            if route is not None and route.unacknowledged:
+                assert others is not None
+                return self._acknowledge_across(others, session, message, route, publication_id)
             if acknowledge:
                 session.send_message([PUBLISHED, message.request_id, publication_id])
             return None
@@ -262,29 +348,33 @@ class Broker:
         args = (session, self[message.topic], payload, exclude, eligible)
         return run_handler(self.component.on_publish, args, done)
 
-    def publish_filters(
-        self, session: WampConnection, options: dict[str, Any]
-    ) -> tuple[list[int], list[int] | None]:
-        """Turn PUBLISH options into Ratchet's ``exclude`` / ``eligible`` session id lists;
-        ValueError for options of the wrong type."""
-        assert session.session_id is not None
-        exclude_me = options.get("exclude_me", True)
-        if type(exclude_me) is not bool:
-            raise ValueError("option exclude_me must be a bool")
-        exclude = set(_ids(options, "exclude"))
-        if exclude_me:
-            exclude.add(session.session_id)
-        eligible_option = options.get("eligible")
-        eligible = None if eligible_option is None else set(_ids(options, "eligible"))
-        sessions = self.realm.sessions
-        excluded_users = set(_authids(options, "exclude_authid"))
-        if excluded_users:
-            exclude.update(i for i, s in sessions.items() if s.authid in excluded_users)
-        if options.get("eligible_authid") is not None:
-            users = set(_authids(options, "eligible_authid"))
-            of_users = {i for i, s in sessions.items() if s.authid in users}
-            eligible = of_users if eligible is None else eligible & of_users
-        return sorted(exclude), None if eligible is None else sorted(eligible)
+    async def _acknowledge_across(
+        self,
+        others: MessageBroker,
+        session: WampConnection,
+        message: Publish,
+        route: Route,
+        publication_id: int,
+    ) -> None:
+        """PUBLISHED once the broker accepted what the handler broadcast, else an ERROR: an
+        acknowledgement means the other workers were reached."""
+        try:
+            await self.pass_on(route)
+        except BrokerError as exc:
+            reason = f"the publication reached this worker's subscribers only: {exc}"
+            session.send_error(PUBLISH, message.request_id, BROKER_UNAVAILABLE, [reason])
+            return
+        session.send_message([PUBLISHED, message.request_id, publication_id])
+
+    async def pass_on(self, route: Route) -> None:
+        """Pass on to the other workers what was broadcast with ``route`` and wait until the
+        broker accepted it. A checkpoint with other workers; raises
+        :class:`~ratchetpy.BrokerError` if the broker did not accept it."""
+        others = self._others()
+        if others is None or not route.unacknowledged:
+            return
+        for channel, body in route.unacknowledged:
+            await others.publish(channel, body)
 
     def remove(self, session: WampConnection) -> list[Topic]:
         """``session`` left: it subscribes to nothing any more. Returns the topics it did
@@ -293,6 +383,72 @@ class Broker:
         return [self._remove_subscriber(uri, session) for uri in mine.values()]
 
     # -- internals -----------------------------------------------------------------------------
+
+    def bind(self, cluster: MessageBroker | None) -> None:
+        """Reach the other workers through ``cluster`` (the broker of the server whose
+        session joined first); later calls change nothing."""
+        if self._cluster is None:
+            self._cluster = cluster
+
+    def _others(self) -> MessageBroker | None:
+        """The broker to the other workers, or ``None`` when there are none."""
+        cluster = self._cluster
+        if cluster is None:
+            cluster = self._cluster = current_broker()
+            if cluster is None and not self._warned:
+                # Driven from outside any server before any session joined: whether other
+                # workers exist cannot be known, and they would be left out silently.
+                self._warned = True
+                logger.warning(
+                    "realm %s used outside a server before any session joined: other "
+                    "workers are not reached (broadcast from a handler, a timer or "
+                    "call_soon_threadsafe)",
+                    self.realm.name,
+                )
+        return cluster if cluster is not None and cluster.distributed else None
+
+    def _for_others(
+        self,
+        uri: str,
+        payload: Payload,
+        publication_id: int,
+        exclude: Iterable[Any],
+        eligible: Iterable[Any] | None,
+        exclude_authid: Iterable[str],
+        eligible_authid: Iterable[str] | None,
+    ) -> bytes:
+        publication = ClusterPublication.of(
+            uri,
+            payload.args,
+            payload.kwargs,
+            publication_id,
+            exclude=session_ids(exclude),
+            eligible=None if eligible is None else session_ids(eligible),
+            exclude_authid=exclude_authid,
+            eligible_authid=eligible_authid,
+            route=payload.route,
+        )
+        return publication.encode()
+
+    def _received(self, uri: str, body: bytes) -> None:
+        """A publication of another worker: delivered to this worker's subscribers."""
+        try:
+            publication = ClusterPublication.decode(body)
+        except ValueError as exc:
+            logger.warning("dropped a publication to %s from another worker: %s", uri, exc)
+            return
+        state = self._topics.get(uri)
+        if state is None or not state.sessions or publication.topic != uri:
+            return
+        payload = Payload(publication.args, publication.kwargs, publication.publication_id)
+        self._deliver(
+            state,
+            payload,
+            publication.exclude,
+            publication.eligible,
+            publication.exclude_authid,
+            publication.eligible_authid,
+        )
 
     def _acquire(self, uri: str) -> _Subscribers:
         """The topic ``uri`` for a subscription under way, created if new.
@@ -306,6 +462,14 @@ class Broker:
             state = _Subscribers(Topic(uri, self.realm), subscription_id)
             self._topics[uri] = state
             self._by_subscription[subscription_id] = state
+            others = self._others()
+            if others is not None:
+
+                def listener(body: bytes) -> None:
+                    self._received(uri, body)
+
+                state.listening, state.listener = others, listener
+                others.listen(channel_of(self.realm.name, uri), listener)
         state.pending += 1
         return state
 
@@ -320,6 +484,8 @@ class Broker:
         if state.unused and self._topics.get(uri) is state:
             del self._topics[uri]
             del self._by_subscription[state.subscription_id]
+            if state.listening is not None and state.listener is not None:
+                state.listening.unlisten(channel_of(self.realm.name, uri), state.listener)
 
     def _subscribed(self, state: _Subscribers, peers: Iterable[Any]) -> set[WampConnection]:
         """Those of ``peers`` (session ids or connections) that subscribe to ``state``."""
@@ -346,40 +512,3 @@ class Broker:
         encoded = [(serializer.encode(message), group) for serializer, group in groups]
         for data, group in encoded:
             broadcast_frames(group, data)
-
-
-def _filtered(
-    state: _Subscribers,
-    exclude: Iterable[Any],
-    eligible: Iterable[Any] | None,
-    exclude_authid: Iterable[str],
-    eligible_authid: Iterable[str] | None,
-) -> list[WampConnection]:
-    excluded = session_ids(exclude)
-    allowed = None if eligible is None else session_ids(eligible)
-    excluded_users = set(exclude_authid)
-    allowed_users = None if eligible_authid is None else set(eligible_authid)
-    return [
-        conn
-        for conn in state.sessions
-        if conn.session_id not in excluded
-        and (allowed is None or conn.session_id in allowed)
-        and (not excluded_users or conn.authid not in excluded_users)
-        and (allowed_users is None or conn.authid in allowed_users)
-    ]
-
-
-def _ids(options: dict[str, Any], name: str) -> list[int]:
-    value = options.get(name, [])
-    if type(value) is not list or not all(
-        type(item) is int and 1 <= item <= MAX_ID for item in value
-    ):
-        raise ValueError(f"option {name} must be a list of session ids (integers in [1, 2^53])")
-    return value
-
-
-def _authids(options: dict[str, Any], name: str) -> list[str]:
-    value = options.get(name, [])
-    if type(value) is not list or any(type(item) is not str for item in value):
-        raise ValueError(f"option {name} must be a list of strings")
-    return value

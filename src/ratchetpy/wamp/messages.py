@@ -32,6 +32,7 @@ from ..exceptions import InvalidUri, ProtocolViolation
 __all__ = [
     "ABORT",
     "AUTHORIZATION_FAILED",
+    "BROKER_UNAVAILABLE",
     "CALL",
     "CANCELED",
     "CLOSE_NORMAL",
@@ -171,6 +172,9 @@ GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
 #: ratchetpy's own error URI for a request refused because a per-session limit was reached
 #: (the Basic Profile defines none for this).
 LIMIT_EXCEEDED = "ratchetpy.error.limit_exceeded"
+#: ratchetpy's error URI for a SUBSCRIBE or an acknowledged PUBLISH that the broker between
+#: workers (Redis) could not carry out: other workers would not have seen it.
+BROKER_UNAVAILABLE = "ratchetpy.error.broker_unavailable"
 
 #: Largest WAMP id: ids are integers in [1, 2**53] so that JavaScript numbers hold them exactly.
 MAX_ID = 2**53

@@ -34,12 +34,13 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
+from ..broker import current_broker
 from ..components.base import HttpComponent, HttpResult
 from ..components.connection import Connection
-from ..exceptions import EncodeError
+from ..exceptions import BrokerError, EncodeError
 from ..protocol.http import HttpRequest, HttpResponse
 from .messages import MAX_ID, IdGenerator, is_valid_uri
 from .replay import Admission, ReplayGuard
@@ -222,23 +223,24 @@ class PublishEndpoint(HttpComponent):
 
     def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
         try:
-            answer = self._publish(request)
+            outcome = self._publish(request)
         except _Refusal as refusal:
-            logger.info(
-                "HTTP publish refused with %d to %s: %s",
-                refusal.status,
-                conn.remote_address,
-                refusal.code,
-            )
-            body = json.dumps({"error": refusal.code, "reason": refusal.reason})
-            headers = (
-                *refusal.headers,
-                ("Cache-Control", "no-store"),
-                ("X-Content-Type-Options", "nosniff"),
-            )
-            return HttpResponse(
-                refusal.status, body, content_type="application/json", headers=headers
-            )
+            return self._refused(conn, refusal)
+        if isinstance(outcome, dict):
+            return self._published(outcome)
+        return self._published_across(conn, outcome)
+
+    async def _published_across(
+        self, conn: Connection, pending: Awaitable[dict[str, int]]
+    ) -> HttpResponse:
+        try:
+            answer = await pending
+        except _Refusal as refusal:
+            return self._refused(conn, refusal)
+        return self._published(answer)
+
+    @staticmethod
+    def _published(answer: dict[str, int]) -> HttpResponse:
         return HttpResponse(
             200,
             json.dumps(answer),
@@ -246,9 +248,25 @@ class PublishEndpoint(HttpComponent):
             headers=(("Cache-Control", "no-store"),),
         )
 
+    @staticmethod
+    def _refused(conn: Connection, refusal: _Refusal) -> HttpResponse:
+        logger.info(
+            "HTTP publish refused with %d to %s: %s",
+            refusal.status,
+            conn.remote_address,
+            refusal.code,
+        )
+        body = json.dumps({"error": refusal.code, "reason": refusal.reason})
+        headers = (
+            *refusal.headers,
+            ("Cache-Control", "no-store"),
+            ("X-Content-Type-Options", "nosniff"),
+        )
+        return HttpResponse(refusal.status, body, content_type="application/json", headers=headers)
+
     # -- the checks, in order --------------------------------------------------------------
 
-    def _publish(self, request: HttpRequest) -> dict[str, int]:
+    def _publish(self, request: HttpRequest) -> dict[str, int] | Awaitable[dict[str, int]]:
         if request.method != "POST":  # a Router answers this already; served bare, we do
             raise _Refusal(
                 405, "method_not_allowed", "only POST publishes", headers=[("Allow", "POST")]
@@ -274,26 +292,55 @@ class PublishEndpoint(HttpComponent):
         if signed is not None:
             self._first_use(*signed)
         publication_id = IdGenerator.random()
-        realm = fields["realm"]
+        others = current_broker()
+        if others is not None and others.distributed:
+            # 200 once the other workers were reached, not before.
+            return self._deliver_across(fields, publication_id, signed)
         try:
             receivers = self.wamp.publish(
-                topic,
+                fields["topic"],
                 fields["args"],
                 fields["kwargs"],
-                realm=realm,
+                realm=fields["realm"],
                 publication_id=publication_id,
                 **fields["options"],
             )
         except EncodeError as exc:
-            # Nobody received it: fan-out encodes for every subscriber before sending to any.
-            # Not accepted, then: sent again it gets this answer again, not "replayed".
-            if signed is not None:
-                self.replay_guard.forget(signed[0])
-            raise _Refusal(
-                400, "undeliverable", f"the payload cannot be delivered: {exc}"
-            ) from None
+            raise self._undeliverable(exc, signed) from None
         logger.debug("HTTP publish %s to %s: %d receivers", publication_id, topic, receivers)
         return {"id": publication_id, "receivers": receivers}
+
+    async def _deliver_across(
+        self, fields: dict[str, Any], publication_id: int, signed: tuple[bytes, float] | None
+    ) -> dict[str, int]:
+        try:
+            receivers = await self.wamp.publish_accepted(
+                fields["topic"],
+                fields["args"],
+                fields["kwargs"],
+                realm=fields["realm"],
+                publication_id=publication_id,
+                **fields["options"],
+            )
+        except EncodeError as exc:
+            raise self._undeliverable(exc, signed) from None
+        except BrokerError as exc:
+            # Kept in the replay guard: this worker's subscribers have it, and a resend of
+            # the same request would reach them twice.
+            raise _Refusal(
+                503,
+                "broker_unavailable",
+                f"the publication reached this worker's subscribers only: {exc}",
+                headers=[("Retry-After", "1")],
+            ) from None
+        return {"id": publication_id, "receivers": receivers}
+
+    def _undeliverable(self, exc: EncodeError, signed: tuple[bytes, float] | None) -> _Refusal:
+        # Nobody received it: fan-out encodes for every subscriber before sending to any.
+        # Not accepted, then: sent again it gets this answer again, not "replayed".
+        if signed is not None:
+            self.replay_guard.forget(signed[0])
+        return _Refusal(400, "undeliverable", f"the payload cannot be delivered: {exc}")
 
     def _authenticate(self, request: HttpRequest, body: bytes) -> tuple[bytes, float] | None:
         """Check the credentials; for a signed request, its signature and the time its

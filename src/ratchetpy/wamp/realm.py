@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from ..components.connection import Connection, Timer
+from .cluster import Route
 from .messages import (
     ABORT,
     CALL,
@@ -53,11 +54,16 @@ class Payload:
 
     ``publication_id`` is set on the payload a client published, so that the PUBLISHED
     acknowledgement and the events carry the same id; ``None`` asks for a fresh one.
+
+    ``route`` is set by the realm's broker on what a client published when there are other
+    workers: how a broadcast of this payload reaches them (the client's filters by user, and
+    for an acknowledged publication what must be accepted before PUBLISHED). Leave it unset.
     """
 
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     publication_id: int | None = None
+    route: Route | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(cls, msg: Any) -> Payload:

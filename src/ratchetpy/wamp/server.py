@@ -27,11 +27,13 @@ from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
 from .._version import __version__
+from ..broker import MemoryBroker, current_broker
 from ..components.base import MaybeAwaitable, MessageComponent, report_error
 from ..components.connection import Connection, Timer
 from ..exceptions import InvalidUri, ProtocolViolation, SerializationError, WampError
 from ._flow import log_failure, run_handler, sequence
 from .broker import Broker
+from .cluster import Route
 from .component import WampComponent
 from .dealer import Dealer
 from .messages import (
@@ -70,6 +72,7 @@ logger = logging.getLogger("ratchetpy.wamp")
 CLOSE_SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
 
 _BROKER_FEATURES = {"publisher_exclusion": True, "subscriber_blackwhite_listing": True}
+_NO_OTHER_WORKERS = MemoryBroker()
 _ROUTER_ROLES = {"broker": {"features": _BROKER_FEATURES}, "dealer": {"features": {}}}
 
 
@@ -180,6 +183,35 @@ class WampServer(MessageComponent):
         return self.realm(realm).topics.broadcast(
             topic, payload, exclude, eligible, exclude_authid, eligible_authid
         )
+
+    async def publish_accepted(
+        self,
+        topic: str,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        *,
+        realm: str | None = None,
+        exclude: Iterable[Any] = (),
+        eligible: Iterable[Any] | None = None,
+        exclude_authid: Iterable[str] = (),
+        eligible_authid: Iterable[str] | None = None,
+        publication_id: int | None = None,
+    ) -> int:
+        """:meth:`publish`, then wait until the broker to the other workers accepted the
+        publication; returns how many of this worker's subscribers it reached.
+
+        A checkpoint with other workers. Raises :class:`~ratchetpy.BrokerError` if the broker
+        did not accept it within its buffer time: this worker's subscribers got it, the
+        others' did not. One process: the same as :meth:`publish`.
+        """
+        route = Route({}, acknowledged=True)
+        payload = Payload(list(args or []), dict(kwargs or {}), publication_id, route=route)
+        broker = _broker(self.realm(realm))
+        receivers = broker.broadcast(
+            topic, payload, exclude, eligible, exclude_authid, eligible_authid
+        )
+        await broker.pass_on(route)
+        return receivers
 
     def connections_of(self, authid: str) -> tuple[WampConnection, ...]:
         """The joined sessions of the user ``authid``: every tab and device they have open."""
@@ -331,6 +363,10 @@ class WampServer(MessageComponent):
             session.move_to(kept)
         self._sessions[session_id] = session
         kept.add(session)
+        # The realm reaches the other workers through its server's broker, known here. A
+        # session joins outside any server only when the router is driven by hand (tests):
+        # nothing serves, so there are no other workers.
+        _broker(kept).bind(current_broker() or _NO_OTHER_WORKERS)
         authid = session.authid
         if authid is not None:
             self._by_user.setdefault(authid, {})[session] = None

@@ -1,0 +1,97 @@
+"""Brokers for tests of what crosses workers without Redis: :class:`LinkedBrokers` joins the
+brokers of several in-process workers, so that what one publishes reaches the listeners of
+the others at once (the Redis engine is tested against a real redis-server elsewhere)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import trio
+
+from ratchetpy.broker import Handler, MessageBroker, Started, serving_broker
+from ratchetpy.exceptions import BrokerUnavailable
+
+
+class LinkedBroker:
+    """One worker's broker of a :class:`LinkedBrokers` set. ``down = True`` makes it act as
+    one whose Redis is away: confirmations and acknowledged publications fail, others are
+    refused and counted."""
+
+    distributed = True
+
+    def __init__(self, links: LinkedBrokers, worker_id: str) -> None:
+        self.links = links
+        self.worker_id = worker_id
+        self.handlers: dict[str, list[Handler]] = {}
+        self.published: list[tuple[str, bytes]] = []
+        self.refused = 0
+        self.down = False
+
+    @property
+    def healthy(self) -> bool:
+        return not self.down
+
+    def listen(self, channel: str, handler: Handler) -> None:
+        self.handlers.setdefault(channel, []).append(handler)
+
+    def unlisten(self, channel: str, handler: Handler) -> None:
+        handlers = self.handlers.get(channel, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self.handlers.pop(channel, None)
+
+    async def wait_listening(self, channel: str) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise BrokerUnavailable("the linked broker is down")
+
+    async def publish(self, channel: str, body: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise BrokerUnavailable("the linked broker is down")
+        self._pass_on(channel, body)
+
+    def publish_nowait(self, channel: str, body: bytes) -> None:
+        if self.down:
+            self.refused += 1
+            return
+        self._pass_on(channel, body)
+
+    def on_missed(self, callback: Callable[[str], object]) -> None:
+        return None
+
+    async def check(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def run(self, *, task_status: Started) -> None:
+        task_status.started()
+
+    async def flush(self, timeout: float) -> int:
+        await trio.lowlevel.checkpoint()
+        return 0
+
+    def _pass_on(self, channel: str, body: bytes) -> None:
+        self.published.append((channel, body))
+        for other in self.links.brokers:
+            if other is not self:
+                for handler in list(other.handlers.get(channel, ())):
+                    handler(body)
+
+
+class LinkedBrokers:
+    """``LinkedBrokers(2).brokers``: the brokers of two workers that reach each other."""
+
+    def __init__(self, workers: int) -> None:
+        self.brokers = [LinkedBroker(self, f"w{n}") for n in range(1, workers + 1)]
+
+
+@contextmanager
+def serving(broker: MessageBroker) -> Iterator[None]:
+    """Act as a handler of a server with ``broker``: what ``current_broker()`` says inside."""
+    token = serving_broker.set(broker)
+    try:
+        yield
+    finally:
+        serving_broker.reset(token)
