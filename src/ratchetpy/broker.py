@@ -25,6 +25,10 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
     returns once the broker accepted it and raises :class:`~ratchetpy.BrokerError` if it did
     not (within about a second); ``publish_nowait`` does not wait and logs and counts a
     refusal instead, for code that cannot wait (a synchronous handler).
+``claim(key, ttl)`` (awaitable)
+    True for the first worker to claim ``key`` within ``ttl`` seconds, False for every later
+    claim: what makes "at most once" hold across workers (the publish endpoint's replay
+    guard). Raises :class:`~ratchetpy.BrokerError` if the broker could not tell.
 ``on_missed(callback)``
     ``callback(channel)`` when messages of ``channel`` may have been missed (after a
     reconnection, or a gap in a worker's sequence): at most once is what Redis gives.
@@ -101,6 +105,11 @@ class MessageBroker(Protocol):
         """As :meth:`publish`, without waiting: a refusal is logged and counted."""
         ...
 
+    async def claim(self, key: str, ttl: float) -> bool:
+        """True if no worker claimed ``key`` within the last ``ttl`` seconds (it is claimed
+        now). A checkpoint; BrokerError if the broker could not tell."""
+        ...
+
     def on_missed(self, callback: Callable[[str], object]) -> None:
         """Call ``callback(channel)`` when messages of ``channel`` may have been missed."""
         ...
@@ -157,6 +166,9 @@ class MemoryBroker:
 
     def publish_nowait(self, channel: str, body: bytes) -> None:
         return None
+
+    async def claim(self, key: str, ttl: float) -> bool:
+        return True  # no other worker: what this one remembers itself is all there is
 
     def on_missed(self, callback: Callable[[str], object]) -> None:
         return None  # nothing can be missed in one process

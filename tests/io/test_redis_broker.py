@@ -301,3 +301,16 @@ async def test_a_failing_handler_stops_neither_the_others_nor_the_connection(
     assert await got.take(2) == [b"one", b"two"]
     assert a.subscriber.reconnects == 0
     assert [r for r in caplog.records if "broker callback" in r.getMessage()]
+
+
+async def test_a_key_is_claimed_once_across_workers_and_expires_by_itself(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, b = workers
+    assert await a.claim("publish-signature:abc", 30)
+    assert not await b.claim("publish-signature:abc", 30)  # the other worker: taken
+    assert not await a.claim("publish-signature:abc", 30)
+    async with await RedisConnection.open(redis.url) as admin:
+        left = await admin.execute("PTTL", "ratchetpy:publish-signature:abc")
+    assert 29_000 < left <= 30_000  # Redis forgets it after the ttl: nothing to clean up
+    assert a.publisher.published == 0  # a claim is not counted as a publication

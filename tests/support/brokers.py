@@ -68,6 +68,15 @@ class LinkedBroker:
     async def run(self, *, task_status: Started) -> None:
         task_status.started()
 
+    async def claim(self, key: str, ttl: float) -> bool:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise BrokerUnavailable("the linked broker is down")
+        if key in self.links.claimed:
+            return False
+        self.links.claimed.add(key)  # (never expires: tests are shorter than any ttl)
+        return True
+
     async def flush(self, timeout: float) -> int:
         await trio.lowlevel.checkpoint()
         return 0
@@ -85,6 +94,7 @@ class LinkedBrokers:
 
     def __init__(self, workers: int) -> None:
         self.brokers = [LinkedBroker(self, f"w{n}") for n in range(1, workers + 1)]
+        self.claimed: set[str] = set()
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from ratchetpy.client import sign
 from ratchetpy.testing import RecordingConnection, http_request, resolve
 from ratchetpy.wamp import PublishEndpoint, WampServer
 from ratchetpy.wamp.cluster import ClusterPublication, channel_of
@@ -21,6 +22,7 @@ from support.wamp import Peer, error_of
 
 TOPIC = "com.example.news"
 CHANNEL = channel_of("realm1", TOPIC)
+SECRET = "a shared secret of the test, 32 bytes"
 
 
 class Worker:
@@ -203,3 +205,36 @@ async def test_a_realm_used_outside_any_server_says_other_workers_are_not_reache
         assert server.publish(TOPIC, ["from a task of my own"]) == 0
         server.publish(TOPIC, ["again"])
     assert caplog.text.count("other workers are not reached") == 1  # said once
+
+
+async def test_a_signed_request_accepted_by_one_worker_is_a_replay_on_the_other(
+    workers: tuple[Worker, Worker],
+) -> None:
+    one, two = workers
+    local, remote = await one.peer(), await two.peer()
+    endpoints = [PublishEndpoint(worker.server, secret=SECRET) for worker in workers]
+    body = json.dumps({"topic": TOPIC, "args": ["once"]}).encode()
+    headers = [("Content-Type", "application/json"), *sign(body, SECRET).items()]
+
+    async def post(worker: Worker, endpoint: PublishEndpoint) -> tuple[int, dict[str, Any]]:
+        request = http_request("/publish", method="POST", headers=headers, body=body)
+        with serving(worker.broker):
+            response = await resolve(endpoint.on_open(RecordingConnection(), request))
+        return response.status, json.loads(response.body)
+
+    assert (await post(one, endpoints[0]))[0] == 200
+    status, answer = await post(two, endpoints[1])  # captured and sent to another worker
+    assert (status, answer["error"]) == (409, "replayed")
+    assert "by another worker" in answer["reason"]
+    assert events(local) == [["once"]] and events(remote) == [["once"]]  # once, everywhere
+
+    # The broker cannot tell: refused before anything was delivered, and not remembered.
+    body = json.dumps({"topic": TOPIC, "args": ["later"]}).encode()
+    headers = [("Content-Type", "application/json"), *sign(body, SECRET).items()]
+    two.broker.down = True
+    status, answer = await post(two, endpoints[1])
+    assert (status, answer["error"]) == (503, "broker_unavailable")
+    assert events(local) == [] and events(remote) == []
+    two.broker.down = False
+    assert (await post(two, endpoints[1]))[0] == 200
+    assert events(local) == [["later"]] and events(remote) == [["later"]]

@@ -169,6 +169,15 @@ class RedisBroker:
                 self.address.describe(),
             )
 
+    async def claim(self, key: str, ttl: float) -> bool:
+        # SET NX with an expiry: atomic in Redis, so exactly one worker gets True; the key
+        # goes by itself once nothing needs to remember it.
+        milliseconds = max(1, round(ttl * 1000))
+        reply = await self.publisher.command(
+            "SET", self.prefix + key, b"1", "NX", "PX", str(milliseconds)
+        )
+        return reply is not None
+
     def on_missed(self, callback: Callable[[str], object]) -> None:
         self._missed_callbacks.append(callback)
 

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Sequence
+from typing import Any
 
 import trio
 
@@ -117,11 +119,22 @@ class RedisPublisher:
         (receivers,) = await self._execute([("PUBLISH", channel, data)])
         if isinstance(receivers, RedisReplyError):
             raise receivers
-        return receivers
+        return int(receivers)
+
+    async def command(self, *args: str | bytes) -> Any:
+        """Run one command on the publish connection, with the same bound as a publication
+        (``buffer_time``; BrokerUnavailable past it), after what was published before it.
+        A checkpoint; raises the :class:`~ratchetpy.RedisReplyError` Redis answered with."""
+        (reply,) = await self._execute([args], publications=False)
+        if isinstance(reply, RedisReplyError):
+            raise reply
+        return reply
 
     async def _execute(
-        self, commands: list[tuple[str, str | bytes, bytes]]
-    ) -> list[int | RedisReplyError]:
+        self, commands: Sequence[tuple[str | bytes, ...]], *, publications: bool = True
+    ) -> list[Any]:
+        # Only publications count in published / refused.
+        counted = len(commands) if publications else 0
         where = self.address.describe()
         connection: RedisConnection | None = None  # the one it was sent on, once it was
         with trio.move_on_after(self.buffer_time):
@@ -129,15 +142,16 @@ class RedisPublisher:
             connection = self._connection
             assert connection is not None
             try:
-                replies: list[int | RedisReplyError] = await connection.execute_each(commands)
+                replies: list[Any] = await connection.execute_each(commands)
             except BrokerUnavailable:
-                self.refused += len(commands)
+                self.refused += counted
                 raise
-            failed = sum(isinstance(reply, RedisReplyError) for reply in replies)
-            self.refused += failed
-            self.published += len(commands) - failed
+            if publications:
+                failed = sum(isinstance(reply, RedisReplyError) for reply in replies)
+                self.refused += failed
+                self.published += len(commands) - failed
             return replies
-        self.refused += len(commands)
+        self.refused += counted
         if connection is None:
             raise self.unreachable()
         # Sent, and not answered within the whole buffer: the connection cannot be trusted

@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, Literal
 
-from ..broker import current_broker
+from ..broker import MessageBroker, current_broker
 from ..components.base import HttpComponent, HttpResult
 from ..components.connection import Connection
 from ..exceptions import BrokerError, EncodeError
@@ -295,7 +295,7 @@ class PublishEndpoint(HttpComponent):
         others = current_broker()
         if others is not None and others.distributed:
             # 200 once the other workers were reached, not before.
-            return self._deliver_across(fields, publication_id, signed)
+            return self._deliver_across(others, fields, publication_id, signed)
         try:
             receivers = self.wamp.publish(
                 fields["topic"],
@@ -311,8 +311,14 @@ class PublishEndpoint(HttpComponent):
         return {"id": publication_id, "receivers": receivers}
 
     async def _deliver_across(
-        self, fields: dict[str, Any], publication_id: int, signed: tuple[bytes, float] | None
+        self,
+        others: MessageBroker,
+        fields: dict[str, Any],
+        publication_id: int,
+        signed: tuple[bytes, float] | None,
     ) -> dict[str, int]:
+        if signed is not None:
+            await self._first_use_anywhere(others, *signed)
         try:
             receivers = await self.wamp.publish_accepted(
                 fields["topic"],
@@ -334,6 +340,27 @@ class PublishEndpoint(HttpComponent):
                 headers=[("Retry-After", "1")],
             ) from None
         return {"id": publication_id, "receivers": receivers}
+
+    async def _first_use_anywhere(
+        self, others: MessageBroker, digest: bytes, expires: float
+    ) -> None:
+        """Refuse a signed request that another worker accepted (409): this worker's guard
+        has seen only its own."""
+        ttl = max(1.0, expires - self.clock())
+        try:
+            first = await others.claim(f"publish-signature:{digest.hex()}", ttl)
+        except BrokerError as exc:
+            self.replay_guard.forget(digest)  # delivered nowhere: a resend may pass
+            raise _Refusal(
+                503,
+                "broker_unavailable",
+                f"whether another worker accepted this request cannot be told: {exc}",
+                headers=[("Retry-After", "1")],
+            ) from None
+        if not first:
+            raise _Refusal(
+                409, "replayed", "this signed request was accepted already (by another worker)"
+            )
 
     def _undeliverable(self, exc: EncodeError, signed: tuple[bytes, float] | None) -> _Refusal:
         # Nobody received it: fan-out encodes for every subscriber before sending to any.
