@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,7 @@ def make_app(tmp_path: Path, **options: Any) -> App:
 
     app.route("/items", create, methods=["POST"])
     app.route("/health", app.health)
+    app.route("/stats", app.cluster_stats)
     app.route("/admin", lambda req: "admin", http_host="admin.localhost")
     return app
 
@@ -111,6 +113,12 @@ async def test_http_routes_of_every_kind(serve: Serve, tmp_path: Path) -> None:
         assert status == 405 and headers["Allow"] == "POST"
         status, headers, body = request(port, "GET", "/health")
         assert status == 200 and json.loads(body)["status"] == "ok"
+        status, _, body = request(port, "GET", "/stats")  # one process: itself
+        stats = json.loads(body)
+        assert status == 200 and stats["total"]["workers"] == 1
+        (only,) = stats["workers"]
+        assert only["address"] == f"127.0.0.1:{port}" and only["pid"] == os.getpid()
+        assert stats["total"]["connections_total"] == only["connections_total"] >= 1
         status, _, body = request(port, "GET", "/nothing")
         assert status == 404 and b"no route for /nothing" in body
         status, _, body = request(port, "GET", "/admin")

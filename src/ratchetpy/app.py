@@ -42,6 +42,7 @@ from .components.guards import (
 from .components.http_server import HttpServer
 from .components.router import Route, Router
 from .components.ws_server import WsServer
+from .exceptions import BrokerError
 from .io.redis_broker import RedisBroker
 from .io.server import IoServer, ServerStats
 from .io.workers import WorkerLink
@@ -253,6 +254,30 @@ class App:
             content_type="application/json",
             headers=(("Cache-Control", "no-store"),),
         )
+
+    async def cluster_stats(self, request: HttpRequest) -> HttpResponse:
+        """Every worker's statistics and their sums: ``app.route("/stats", app.cluster_stats)``
+        answers 200 with JSON ``{"workers": [{"id", "host", "pid", "address",
+        "connections", "messages_in", ...}, ...], "total": {"workers": N, "connections":
+        ..., ...}}``. One process: itself. A worker that died is gone within three seconds;
+        one that stopped gracefully, at once. 503 while the broker cannot tell."""
+        headers = (("Cache-Control", "no-store"),)
+        broker = self.server.broker
+        try:
+            announced = await broker.workers() if broker.distributed else {}
+        except BrokerError as exc:
+            body = {"error": "broker_unavailable", "reason": str(exc)}
+            return HttpResponse(503, json.dumps(body), "application/json", headers=headers)
+        workers = [{"id": worker, **json.loads(info)} for worker, info in announced.items()]
+        if not broker.distributed:
+            workers = [{"id": broker.worker_id, **self.server.info()}]
+        total: dict[str, float] = {"workers": len(workers)}
+        for worker in workers:
+            for name, value in worker.items():
+                if isinstance(value, (int, float)) and name not in ("pid", "uptime"):
+                    total[name] = total.get(name, 0) + value
+        answer = {"workers": workers, "total": total}
+        return HttpResponse(200, json.dumps(answer), "application/json", headers=headers)
 
     # -- running (the IoServer's) --------------------------------------------------------
 

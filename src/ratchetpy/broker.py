@@ -32,6 +32,11 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
 ``on_missed(callback)``
     ``callback(channel)`` when messages of ``channel`` may have been missed (after a
     reconnection, or a gap in a worker's sequence): at most once is what Redis gives.
+``announce(info, ttl)``, ``workers()``, ``leave()`` (awaitable)
+    The registry of live workers: each says every second that it is alive, with ``info`` (its
+    statistics), valid for ``ttl`` seconds; ``workers()`` gives every worker whose
+    announcement is still valid, so a worker that died (SIGKILL) is gone within ``ttl``, and
+    one that stops gracefully ``leave()`` s at once.
 ``check()``, ``run(task_status=...)``, ``flush(timeout)``, ``healthy``
     The server's side: :class:`~ratchetpy.IoServer` checks the broker can be reached before
     it listens (so a worker that cannot reach Redis says so and does not serve deaf), runs it
@@ -114,6 +119,20 @@ class MessageBroker(Protocol):
         """Call ``callback(channel)`` when messages of ``channel`` may have been missed."""
         ...
 
+    async def announce(self, info: bytes, ttl: float) -> None:
+        """Say that this worker is alive, with ``info``, for the next ``ttl`` seconds. A
+        checkpoint; BrokerError if the broker did not take it."""
+        ...
+
+    async def workers(self) -> dict[str, bytes]:
+        """The info of every worker whose announcement is still valid, by worker id. A
+        checkpoint; BrokerError if the broker could not tell."""
+        ...
+
+    async def leave(self) -> None:
+        """Withdraw this worker's announcement now (a graceful stop). A checkpoint."""
+        ...
+
     @property
     def healthy(self) -> bool:
         """True while the broker can pass messages on (what a health check reports)."""
@@ -147,6 +166,7 @@ class MemoryBroker:
     def __init__(self, worker_id: str = "memory") -> None:
         self.worker_id = worker_id
         self._listeners: dict[str, list[Handler]] = {}
+        self._info: bytes | None = None  # what this worker announced (it is all of them)
 
     def listen(self, channel: str, handler: Handler) -> None:
         self._listeners.setdefault(channel, []).append(handler)
@@ -172,6 +192,15 @@ class MemoryBroker:
 
     def on_missed(self, callback: Callable[[str], object]) -> None:
         return None  # nothing can be missed in one process
+
+    async def announce(self, info: bytes, ttl: float) -> None:
+        self._info = info  # (one process: valid while it runs)
+
+    async def workers(self) -> dict[str, bytes]:
+        return {} if self._info is None else {self.worker_id: self._info}
+
+    async def leave(self) -> None:
+        self._info = None
 
     async def check(self) -> None:
         return None

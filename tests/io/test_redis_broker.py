@@ -314,3 +314,36 @@ async def test_a_key_is_claimed_once_across_workers_and_expires_by_itself(
         left = await admin.execute("PTTL", "ratchetpy:publish-signature:abc")
     assert 29_000 < left <= 30_000  # Redis forgets it after the ttl: nothing to clean up
     assert a.publisher.published == 0  # a claim is not counted as a publication
+
+
+async def test_the_registry_of_live_workers_expires_and_prunes_itself(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, b = workers
+    await a.announce(b'{"connections": 1}', 3.0)
+    await b.announce(b'{"connections": 2}', 3.0)
+    assert await a.workers() == {"w1": b'{"connections": 1}', "w2": b'{"connections": 2}'}
+    async with await RedisConnection.open(redis.url) as admin:
+        assert 2_000 < await admin.execute("PTTL", "ratchetpy:worker:w2") <= 3_000
+        await admin.execute("DEL", "ratchetpy:worker:w2")  # what its expiry does, sooner
+        assert await b.workers() == {"w1": b'{"connections": 1}'}
+        assert await admin.execute("SMEMBERS", "ratchetpy:workers") == [b"w1"]  # pruned
+        await a.leave()  # a graceful stop: gone at once
+        assert await b.workers() == {}
+        assert await admin.execute("EXISTS", "ratchetpy:worker:w1") == 0
+
+
+async def test_two_apps_list_each_other_in_their_cluster_stats(
+    redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    apps = [App(None, 0, "127.0.0.1", broker=redis.url) for _ in range(2)]
+    for app in apps:
+        app.route("/stats", app.cluster_stats)
+    ports = [await nursery.start(app.serve) for app in apps]
+    status, body = await trio.to_thread.run_sync(lambda: http_get(ports[0], "/stats"))
+    stats = json.loads(body)
+    assert status == 200 and stats["total"]["workers"] == 2
+    assert {w["address"] for w in stats["workers"]} == {f"127.0.0.1:{p}" for p in ports}
+    await apps[1].aclose()  # leaves the registry as it stops
+    status, body = await trio.to_thread.run_sync(lambda: http_get(ports[0], "/stats"))
+    assert [w["address"] for w in json.loads(body)["workers"]] == [f"127.0.0.1:{ports[0]}"]

@@ -8,6 +8,7 @@ Clients are the websockets library's."""
 from __future__ import annotations
 
 import contextlib
+import http.client
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -129,6 +131,24 @@ async def receive_numbered(receiver: Member, count: int, tag: str) -> None:
     assert got == [f"{tag} {n}" for n in range(count)]
 
 
+async def cluster_stats(port: int) -> dict[str, Any]:
+    """GET /stats from whichever worker accepts the connection."""
+    response = await trio.to_thread.run_sync(_get, port, "/stats")
+    assert response[0] == 200, response
+    result: dict[str, Any] = json.loads(response[1])
+    return result
+
+
+def _get(port: int, path: str) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
 async def numsub(redis: RedisProcess, channel: str = "ratchetpy:group:room") -> int:
     """How many workers subscribe to ``channel`` (the room's, by default)."""
     async with await RedisConnection.open(redis.url) as admin:
@@ -157,9 +177,17 @@ async def test_two_workers_serve_one_port_and_one_room(
 async def test_a_killed_worker_is_restarted_and_the_others_lose_nothing(
     supervisor: Start, redis: RedisProcess, nursery: trio.Nursery
 ) -> None:
-    server = supervisor()
+    server = supervisor("cluster_app:make_app")
     survivor, victim = server.worker_pids()
     by_pid = await members_on_every_worker(nursery, server.port, [survivor, victim])
+    stats = await cluster_stats(server.port)
+    assert sorted(worker["pid"] for worker in stats["workers"]) == sorted([survivor, victim])
+    with trio.fail_after(10):
+        while stats["total"]["connections"] < 4:  # each worker announces once a second
+            await trio.sleep(0.1)
+            stats = await cluster_stats(server.port)
+    assert stats["total"]["workers"] == 2
+    assert all(worker["connections"] >= 2 for worker in stats["workers"])  # the sums add up
     sender, receiver = by_pid[survivor]
     doomed = by_pid[victim][0]
     await numbered(sender, 20, "before")
@@ -180,6 +208,12 @@ async def test_a_killed_worker_is_restarted_and_the_others_lose_nothing(
     for member in (sender, receiver, back[survivor][0]):
         await receive_numbered(member, 5, "back")
     assert await numsub(redis) == 2  # the dead worker's subscription went with it
+    # Its entry in the registry expires: within the announcement's ttl (3 s) of its death.
+    with trio.fail_after(10):
+        while victim in [w["pid"] for w in (await cluster_stats(server.port))["workers"]]:
+            await trio.sleep(0.1)  # (the expiry is Redis' to tell)
+    pids = sorted(w["pid"] for w in (await cluster_stats(server.port))["workers"])
+    assert pids == sorted([survivor, new])
     assert await trio.to_thread.run_sync(server.stop) == 0
 
 

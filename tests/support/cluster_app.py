@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 
-from ratchetpy import Connection, Group, MessageComponent
+from ratchetpy import App, Connection, Group, MessageComponent
 
 
 class Room(MessageComponent):
@@ -32,3 +32,11 @@ def broken_in_workers() -> Room:
     if "RATCHETPY_WORKER" in os.environ:
         raise RuntimeError("this worker cannot start")
     return Room()
+
+
+def make_app() -> App:
+    """The Room at ``/`` and every worker's statistics at ``/stats``."""
+    app = App(None, 0, "127.0.0.1")
+    app.route("/", Room())
+    app.route("/stats", app.cluster_stats)
+    return app

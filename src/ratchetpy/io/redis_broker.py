@@ -181,6 +181,43 @@ class RedisBroker:
     def on_missed(self, callback: Callable[[str], object]) -> None:
         self._missed_callbacks.append(callback)
 
+    async def announce(self, info: bytes, ttl: float) -> None:
+        # The key's expiry is the truth (no clocks compared across hosts); the set is only
+        # the index readers start from, pruned by them.
+        milliseconds = str(max(1, round(ttl * 1000)))
+        await self.publisher.commands(
+            [
+                ("SET", self._worker_key(self.worker_id), info, "PX", milliseconds),
+                ("SADD", self.prefix + "workers", self.worker_id),
+            ]
+        )
+
+    async def workers(self) -> dict[str, bytes]:
+        ids = sorted(await self.publisher.command("SMEMBERS", self.prefix + "workers"))
+        if not ids:
+            return {}
+        infos = await self.publisher.command("MGET", *(self._worker_key(i) for i in ids))
+        gone = [worker for worker, info in zip(ids, infos, strict=True) if info is None]
+        if gone:  # expired (died without leaving): off the index too
+            await self.publisher.command("SREM", self.prefix + "workers", *gone)
+        return {
+            worker.decode(): info
+            for worker, info in zip(ids, infos, strict=True)
+            if info is not None
+        }
+
+    async def leave(self) -> None:
+        await self.publisher.commands(
+            [
+                ("DEL", self._worker_key(self.worker_id)),
+                ("SREM", self.prefix + "workers", self.worker_id),
+            ]
+        )
+
+    def _worker_key(self, worker: str | bytes) -> bytes:
+        name = worker if isinstance(worker, bytes) else worker.encode()
+        return self.prefix.encode() + b"worker:" + name
+
     # -- running -------------------------------------------------------------------------------
 
     @property

@@ -130,6 +130,15 @@ class RedisPublisher:
             raise reply
         return reply
 
+    async def commands(self, commands: Sequence[tuple[str | bytes, ...]]) -> list[Any]:
+        """:meth:`command` for several commands in one write; raises the first error reply
+        once all replies are in."""
+        replies = await self._execute(commands, publications=False)
+        for reply in replies:
+            if isinstance(reply, RedisReplyError):
+                raise reply
+        return replies
+
     async def _execute(
         self, commands: Sequence[tuple[str | bytes, ...]], *, publications: bool = True
     ) -> list[Any]:

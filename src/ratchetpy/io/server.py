@@ -18,14 +18,16 @@ from __future__ import annotations
 import contextvars
 import errno
 import itertools
+import json
 import logging
+import os
 import signal
 import socket
 import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 import trio
@@ -33,7 +35,7 @@ import trio
 from ..broker import MemoryBroker, MessageBroker, serving_broker
 from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
-from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
+from ..exceptions import BrokerError, ConnectionClosed, InvalidStateError, ServerError
 from .timers import ServerTimers, run_callback
 from .tls import TlsConnection, tls_context
 from .transport import Hub, TcpConnection
@@ -44,6 +46,10 @@ __all__ = ["IoServer", "ServerComponent", "ServerStats"]
 logger = logging.getLogger("ratchetpy.server")
 
 _RECV_SIZE = 65536
+# How often a worker tells the others it is alive, and how long that holds: a worker that died
+# is out of every worker's list within _ANNOUNCE_TTL seconds.
+_ANNOUNCE_EVERY = 1.0
+_ANNOUNCE_TTL = 3.0
 # accept() errors that mean "out of resources for now": back off instead of spinning.
 _ACCEPT_BACKOFF_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -409,6 +415,9 @@ class IoServer:
                 nursery.start_soon(hub.run_flusher)
                 nursery.start_soon(hub.timers.run, hub.flush_dirty)
                 nursery.start_soon(self._accept_loop, listener, nursery)
+                announcing = trio.CancelScope()
+                if self.broker.distributed:  # listed among the workers before serving
+                    await nursery.start(self._announce, announcing)
                 tls = " (TLS)" if self.ssl_context is not None else ""
                 logger.info("listening on %s:%d%s", self.address, self.port, tls)
                 task_status.started(self.port)
@@ -418,6 +427,9 @@ class IoServer:
                 unsent = await self.broker.flush(self.shutdown_timeout)
                 if unsent:
                     logger.warning("shutdown: %d publications to other workers not sent", unsent)
+                if self.broker.distributed:
+                    announcing.cancel()
+                    await self._leave()
                 nursery.cancel_scope.cancel()
         finally:
             serving_broker.reset(broker_token)
@@ -429,6 +441,39 @@ class IoServer:
             if self._started_at is not None:
                 self._stopped_at = time.monotonic()
             self._stopped.set()
+
+    def info(self) -> dict[str, Any]:
+        """What this worker announces to the others: where it runs and :meth:`stats`."""
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "address": f"{self.address}:{self.port}",
+            **asdict(self.stats()),
+        }
+
+    async def _announce(
+        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
+    ) -> None:
+        with scope:
+            await self._announce_once()
+            task_status.started()
+            while True:
+                await trio.sleep(_ANNOUNCE_EVERY)
+                await self._announce_once()
+
+    async def _announce_once(self) -> None:
+        try:
+            await self.broker.announce(json.dumps(self.info()).encode(), _ANNOUNCE_TTL)
+        except BrokerError as exc:
+            # The broker logs its outages; its health says so too.
+            logger.debug("could not announce this worker: %s", exc)
+
+    async def _leave(self) -> None:
+        with trio.move_on_after(1.0):
+            try:
+                await self.broker.leave()
+            except BrokerError as exc:
+                logger.debug("could not withdraw this worker: %s (it expires)", exc)
 
     def shutdown(self) -> None:
         """Start a graceful shutdown; :meth:`serve` returns when it is done. Not a checkpoint.
