@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -77,6 +78,18 @@ class LinkedBroker:
         self.links.claimed.add(key)  # (never expires: tests are shorter than any ttl)
         return True
 
+    async def announce(self, info: bytes, ttl: float) -> None:
+        await trio.lowlevel.checkpoint()
+        self.links.announced[self.worker_id] = info
+
+    async def workers(self) -> dict[str, bytes]:
+        await trio.lowlevel.checkpoint()
+        return dict(self.links.announced)
+
+    async def leave(self) -> None:
+        await trio.lowlevel.checkpoint()
+        self.links.announced.pop(self.worker_id, None)
+
     async def flush(self, timeout: float) -> int:
         await trio.lowlevel.checkpoint()
         return 0
@@ -95,6 +108,7 @@ class LinkedBrokers:
     def __init__(self, workers: int) -> None:
         self.brokers = [LinkedBroker(self, f"w{n}") for n in range(1, workers + 1)]
         self.claimed: set[str] = set()
+        self.announced: dict[str, bytes] = {}
 
 
 @contextmanager
@@ -105,3 +119,9 @@ def serving(broker: MessageBroker) -> Iterator[None]:
         yield
     finally:
         serving_broker.reset(token)
+
+
+if TYPE_CHECKING:
+
+    def _is_a_message_broker(broker: LinkedBroker) -> MessageBroker:
+        return broker
