@@ -7,6 +7,7 @@ Clients are the websockets library's."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import http.client
 import json
@@ -24,10 +25,11 @@ from websockets.exceptions import ConnectionClosed
 from websockets.trio.client import ClientConnection, connect
 
 from ratchetpy import BrokerError
+from ratchetpy.client import publish
 from ratchetpy.io.redis import RedisConnection
 from support.examples import EXAMPLES
 from support.processes import ServerProcess
-from support.redis import RedisProcess, free_port, redis_server
+from support.redis import RedisProcess, command, free_port, redis_server
 
 SUPPORT = Path(__file__).resolve().parents[1] / "support"
 Start = Callable[..., ServerProcess]
@@ -406,3 +408,72 @@ async def _chat_member(port: int, *, task_status: trio.TaskStatus[ClientConnecti
             await (await ws.ping()).wait()  # answered once on_open (the join) is done
         task_status.started(ws)
         await trio.sleep_forever()
+
+
+def test_four_workers_publishers_and_the_endpoint_reach_every_subscriber_once_in_order(
+    supervisor: Start, redis: RedisProcess
+) -> None:
+    """Autobahn|Python sessions spread over four workers subscribe; three sessions publish
+    (acknowledged) and a backend POSTs to the publish endpoint, each 30 numbered events:
+    every subscriber gets every publisher's events once, in that publisher's order."""
+    pytest.importorskip("txaio")
+    from autobahn.wamp.types import PublishOptions
+
+    from support.autobahn import join, run
+    from support.cluster_app import PUBLISH_SECRET
+
+    server = supervisor("cluster_app:wamp_app", workers=4)
+    topic, count = "com.example.feed", 30
+    channel = f"ratchetpy:wamp:realm1:{topic}"
+
+    async def scenario() -> None:
+        inboxes: list[list[tuple[str, int]]] = []
+        sessions = []
+
+        async def subscriber() -> None:
+            session = await join(server.port)
+            inbox: list[tuple[str, int]] = []
+            await session.subscribe(lambda who, n, inbox=inbox: inbox.append((who, n)), topic)
+            sessions.append(session)
+            inboxes.append(inbox)
+
+        # The kernel chooses the worker; clients arriving together spread best. In batches,
+        # until all four workers have subscribers (bounded).
+        for _ in range(10):
+            await asyncio.gather(*(subscriber() for _ in range(8)))
+            reply = await asyncio.to_thread(command, redis.port, "PUBSUB", "NUMSUB", channel)
+            if reply[1] == 4:  # type: ignore[index]
+                break
+        else:
+            raise AssertionError(f"{len(sessions)} subscribers did not reach all four workers")
+        publishers = [await join(server.port) for _ in range(3)]
+
+        async def from_session(index: int) -> None:
+            for n in range(count):
+                await publishers[index].publish(
+                    topic, f"session {index}", n, options=PublishOptions(acknowledge=True)
+                )
+
+        def from_backend() -> None:
+            url = f"http://127.0.0.1:{server.port}/publish"
+            for n in range(count):
+                publish(url, topic, "backend", n, secret=PUBLISH_SECRET)
+
+        await asyncio.gather(
+            *(from_session(index) for index in range(3)), asyncio.to_thread(from_backend)
+        )
+        expected = 4 * count
+        deadline = asyncio.get_running_loop().time() + 10
+        while any(len(inbox) < expected for inbox in inboxes):
+            assert asyncio.get_running_loop().time() < deadline, [len(i) for i in inboxes]
+            await asyncio.sleep(0.05)  # (events from other workers arrive on their own)
+        for inbox in inboxes:
+            assert len(inbox) == expected  # nothing twice
+            for who in ["backend", "session 0", "session 1", "session 2"]:
+                assert [n for sender, n in inbox if sender == who] == list(range(count))
+        for session in [*sessions, *publishers]:
+            await session.leave()
+
+    run(scenario())
+    assert server.stop() == 0
+    assert server.errors() == []

@@ -7,6 +7,7 @@ import json
 import os
 
 from ratchetpy import App, Connection, Group, MessageComponent
+from ratchetpy.wamp import PublishEndpoint, WampServer
 
 
 class Room(MessageComponent):
@@ -39,4 +40,17 @@ def make_app() -> App:
     app = App(None, 0, "127.0.0.1")
     app.route("/", Room())
     app.route("/stats", app.cluster_stats)
+    return app
+
+
+#: The publish endpoint's secret in the workers' tests.
+PUBLISH_SECRET = "the workers' tests' publish secret"
+
+
+def wamp_app() -> App:
+    """A WAMP router at ``/ws`` (any origin) and its publish endpoint at ``/publish``."""
+    app = App(None, 0, "127.0.0.1")
+    wamp = WampServer()
+    app.route("/ws", wamp, allowed_origins=["*"])
+    app.route("/publish", PublishEndpoint(wamp, secret=PUBLISH_SECRET))
     return app

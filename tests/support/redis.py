@@ -114,3 +114,22 @@ class SilentServer:
         listeners = await nursery.start(partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
         self.url = f"redis://127.0.0.1:{listeners[0].socket.getsockname()[1]}/0"
         return self.url
+
+
+def command(port: int, *args: str) -> object:
+    """One Redis command from a thread that is not trio's (a blocking socket, hiredis'
+    parser): what a test outside trio asks Redis."""
+    import hiredis
+
+    request = f"*{len(args)}\r\n".encode()
+    for arg in args:
+        data = arg.encode()
+        request += b"$%d\r\n%s\r\n" % (len(data), data)
+    reader = hiredis.Reader()
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(request)
+        while (reply := reader.gets()) is False:
+            chunk = sock.recv(65536)
+            assert chunk, "redis-server closed the connection"
+            reader.feed(chunk)
+    return reply
