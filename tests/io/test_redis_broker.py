@@ -5,7 +5,6 @@ refused visibly and reported as possibly missed messages."""
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import socket
@@ -29,6 +28,7 @@ from ratchetpy.broker import MemoryBroker
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
 from ratchetpy.protocol.envelope import Envelope
+from support.http_get import http_get
 from support.redis import RedisProcess, free_port, redis_server
 
 
@@ -250,16 +250,6 @@ async def test_an_app_whose_broker_is_down_does_not_serve(nursery: trio.Nursery)
     with pytest.raises(BrokerUnavailable, match="cannot connect"):
         await nursery.start(app.serve)
     assert not _listening(app.server.port)  # the port it had bound is released
-
-
-def http_get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        return response.status, response.read()
-    finally:
-        connection.close()
 
 
 def _listening(port: int) -> bool:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import json
 import os
 import signal
@@ -28,6 +27,7 @@ from ratchetpy import BrokerError
 from ratchetpy.client import publish
 from ratchetpy.io.redis import RedisConnection
 from support.examples import EXAMPLES
+from support.http_get import http_get
 from support.processes import ServerProcess
 from support.redis import RedisProcess, command, free_port, redis_server
 
@@ -135,20 +135,10 @@ async def receive_numbered(receiver: Member, count: int, tag: str) -> None:
 
 async def cluster_stats(port: int) -> dict[str, Any]:
     """GET /stats from whichever worker accepts the connection."""
-    response = await trio.to_thread.run_sync(_get, port, "/stats")
+    response = await trio.to_thread.run_sync(http_get, port, "/stats")
     assert response[0] == 200, response
     result: dict[str, Any] = json.loads(response[1])
     return result
-
-
-def _get(port: int, path: str) -> tuple[int, bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        answer = connection.getresponse()
-        return answer.status, answer.read()
-    finally:
-        connection.close()
 
 
 async def numsub(redis: RedisProcess, channel: str = "ratchetpy:group:room") -> int:

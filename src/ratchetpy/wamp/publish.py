@@ -297,14 +297,7 @@ class PublishEndpoint(HttpComponent):
             # 200 once the other workers were reached, not before.
             return self._deliver_across(others, fields, publication_id, signed)
         try:
-            receivers = self.wamp.publish(
-                fields["topic"],
-                fields["args"],
-                fields["kwargs"],
-                realm=fields["realm"],
-                publication_id=publication_id,
-                **fields["options"],
-            )
+            receivers = self.wamp.publish(**_publication(fields, publication_id))
         except EncodeError as exc:
             raise self._undeliverable(exc, signed) from None
         logger.debug("HTTP publish %s to %s: %d receivers", publication_id, topic, receivers)
@@ -320,14 +313,7 @@ class PublishEndpoint(HttpComponent):
         if signed is not None:
             await self._first_use_anywhere(others, *signed)
         try:
-            receivers = await self.wamp.publish_accepted(
-                fields["topic"],
-                fields["args"],
-                fields["kwargs"],
-                realm=fields["realm"],
-                publication_id=publication_id,
-                **fields["options"],
-            )
+            receivers = await self.wamp.publish_accepted(**_publication(fields, publication_id))
         except EncodeError as exc:
             raise self._undeliverable(exc, signed) from None
         except BrokerError as exc:
@@ -339,6 +325,12 @@ class PublishEndpoint(HttpComponent):
                 f"the publication reached this worker's subscribers only: {exc}",
                 headers=[("Retry-After", "1")],
             ) from None
+        logger.debug(
+            "HTTP publish %s to %s: %d receivers here, passed on to the other workers",
+            publication_id,
+            fields["topic"],
+            receivers,
+        )
         return {"id": publication_id, "receivers": receivers}
 
     async def _first_use_anywhere(
@@ -560,3 +552,15 @@ class PublishEndpoint(HttpComponent):
         except ValueError as exc:
             code = "invalid_realm" if name is None else "unknown_realm"
             raise _Refusal(400, code, str(exc)) from None
+
+
+def _publication(fields: dict[str, Any], publication_id: int) -> dict[str, Any]:
+    """The arguments of ``WampServer.publish`` for a parsed request body."""
+    return {
+        "topic": fields["topic"],
+        "args": fields["args"],
+        "kwargs": fields["kwargs"],
+        "realm": fields["realm"],
+        "publication_id": publication_id,
+        **fields["options"],
+    }
