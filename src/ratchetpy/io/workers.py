@@ -184,6 +184,7 @@ class Supervisor:
         self.restarts = 0
         self._slots: list[_Worker | None] = [None] * workers
         self._stopping = False
+        self._restarting = False
         self._nursery: trio.Nursery | None = None
 
     @property
@@ -278,6 +279,16 @@ class Supervisor:
         """Replace the workers one by one, each by a new one that is ready before the old one
         drains. A checkpoint. If a new worker cannot start, the old one stays and the restart
         stops there (logged)."""
+        if self._restarting:
+            logger.warning("a rolling restart is under way already; this one is ignored")
+            return
+        self._restarting = True
+        try:
+            await self._replace_each()
+        finally:
+            self._restarting = False
+
+    async def _replace_each(self) -> None:
         logger.info("rolling restart of %d workers", self.workers)
         for index in range(1, self.workers + 1):
             if self._stopping:
