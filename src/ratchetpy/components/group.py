@@ -154,24 +154,31 @@ class Group:
         and counts a refusal (Redis away for longer than its buffer time).
         :meth:`publish` waits and raises instead.
         """
-        body = self._body_for_others(message)
+        broker = self.broker
+        body = self._body_for_others(broker, message)
         self._deliver(message, exclude)
         if body is not None:
-            self.broker.publish_nowait(self.channel, body)
+            broker.publish_nowait(self.channel, body)
 
     async def publish(self, message: str | bytes, *, exclude: Iterable[Connection] = ()) -> None:
         """As :meth:`send`, then wait until the broker accepted the message for the other
         workers. A checkpoint; raises :class:`~ratchetpy.BrokerError` if it did not (this
         worker's members got it regardless)."""
-        body = self._body_for_others(message)
+        broker = self.broker
+        body = self._body_for_others(broker, message)
         self._deliver(message, exclude)
         if body is not None:
-            await self.broker.publish(self.channel, body)
+            await broker.publish(self.channel, body)
 
-    def _body_for_others(self, message: str | bytes) -> bytes | None:
-        # Encoded before delivering, so that a wrong type raises before anyone got it.
-        body = encode_group_message(message)
-        return body if self.broker.distributed else None
+    @staticmethod
+    def _body_for_others(broker: MessageBroker, message: str | bytes) -> bytes | None:
+        # Encoded (or, in one process, only checked) before delivering, so that a wrong type
+        # raises before anyone got it, members or not.
+        if broker.distributed:
+            return encode_group_message(message)
+        if not isinstance(message, (str, bytes, bytearray, memoryview)):
+            encode_group_message(message)  # raises the TypeError that says why
+        return None
 
     def _deliver(self, message: str | bytes, exclude: Iterable[Connection]) -> None:
         members = self._members

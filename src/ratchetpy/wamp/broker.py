@@ -339,8 +339,7 @@ class Broker:
                     self.component, session, PUBLISH, message.request_id, exc, reply=acknowledge
                 )
             if route is not None and route.unacknowledged:
-                assert others is not None
-                return self._acknowledge_across(others, session, message, route, publication_id)
+                return self._acknowledge_across(session, message, route, publication_id)
             if acknowledge:
                 session.send_message([PUBLISHED, message.request_id, publication_id])
             return None
@@ -350,7 +349,6 @@ class Broker:
 
     async def _acknowledge_across(
         self,
-        others: MessageBroker,
         session: WampConnection,
         message: Publish,
         route: Route,
