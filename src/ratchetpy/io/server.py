@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextvars
 import errno
 import itertools
-import json
 import logging
 import os
 import signal
@@ -35,21 +34,17 @@ import trio
 from ..broker import MemoryBroker, MessageBroker, serving_broker
 from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
-from ..exceptions import BrokerError, ConnectionClosed, InvalidStateError, ServerError
+from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
 from .timers import ServerTimers, run_callback
 from .tls import TlsConnection, tls_context
 from .transport import Hub, TcpConnection
-from .workers import Supervisor, WorkerLink, worker_command
+from .workers import Supervisor, WorkerLink, announce, withdraw, worker_command
 
 __all__ = ["IoServer", "ServerComponent", "ServerStats"]
 
 logger = logging.getLogger("ratchetpy.server")
 
 _RECV_SIZE = 65536
-# How often a worker tells the others it is alive, and how long that holds: a worker that died
-# is out of every worker's list within _ANNOUNCE_TTL seconds.
-_ANNOUNCE_EVERY = 1.0
-_ANNOUNCE_TTL = 3.0
 # accept() errors that mean "out of resources for now": back off instead of spinning.
 _ACCEPT_BACKOFF_ERRNOS = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 
@@ -417,7 +412,7 @@ class IoServer:
                 nursery.start_soon(self._accept_loop, listener, nursery)
                 announcing = trio.CancelScope()
                 if self.broker.distributed:  # listed among the workers before serving
-                    await nursery.start(self._announce, announcing)
+                    await nursery.start(announce, self.broker, self.info, announcing)
                 tls = " (TLS)" if self.ssl_context is not None else ""
                 logger.info("listening on %s:%d%s", self.address, self.port, tls)
                 task_status.started(self.port)
@@ -429,7 +424,7 @@ class IoServer:
                     logger.warning("shutdown: %d publications to other workers not sent", unsent)
                 if self.broker.distributed:
                     announcing.cancel()
-                    await self._leave()
+                    await withdraw(self.broker)
                 nursery.cancel_scope.cancel()
         finally:
             serving_broker.reset(broker_token)
@@ -450,30 +445,6 @@ class IoServer:
             "address": f"{self.address}:{self.port}",
             **asdict(self.stats()),
         }
-
-    async def _announce(
-        self, scope: trio.CancelScope, *, task_status: trio.TaskStatus[None]
-    ) -> None:
-        with scope:
-            await self._announce_once()
-            task_status.started()
-            while True:
-                await trio.sleep(_ANNOUNCE_EVERY)
-                await self._announce_once()
-
-    async def _announce_once(self) -> None:
-        try:
-            await self.broker.announce(json.dumps(self.info()).encode(), _ANNOUNCE_TTL)
-        except BrokerError as exc:
-            # The broker logs its outages; its health says so too.
-            logger.debug("could not announce this worker: %s", exc)
-
-    async def _leave(self) -> None:
-        with trio.move_on_after(1.0):
-            try:
-                await self.broker.leave()
-            except BrokerError as exc:
-                logger.debug("could not withdraw this worker: %s (it expires)", exc)
 
     def shutdown(self) -> None:
         """Start a graceful shutdown; :meth:`serve` returns when it is done. Not a checkpoint.

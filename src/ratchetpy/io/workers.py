@@ -1,4 +1,5 @@
-"""Many worker processes on one port: the :class:`Supervisor`, and what a worker gets from it.
+"""Many worker processes on one port: the :class:`Supervisor`, what a worker gets from it, and
+how a serving worker keeps itself in the broker's registry of live workers (:func:`announce`).
 
 ``IoServer.run(workers=4)`` (``App.run(workers=4)``, ``ratchetpy serve ... --workers 4``)
 makes the process a supervisor. It binds the port once and starts the same program again
@@ -37,6 +38,7 @@ which passes it on once.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -44,12 +46,14 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import trio
 
-from ..exceptions import ServerError
+from ..broker import MessageBroker
+from ..exceptions import BrokerError, ServerError
 
-__all__ = ["Supervisor", "WorkerLink", "worker_command"]
+__all__ = ["Supervisor", "WorkerLink", "announce", "withdraw", "worker_command"]
 
 logger = logging.getLogger("ratchetpy.workers")
 
@@ -62,6 +66,47 @@ _READY = b"ready\n"
 _STABLE_AFTER = 60.0
 # Beyond shutdown_timeout, what a worker may take to flush its broker and exit.
 _EXIT_MARGIN = 5.0
+
+
+# How often a serving worker tells the others it is alive, and how long that holds: a worker
+# that died is out of every worker's list within ANNOUNCE_TTL seconds.
+ANNOUNCE_EVERY = 1.0
+ANNOUNCE_TTL = 3.0
+
+
+async def announce(
+    broker: MessageBroker,
+    info: Callable[[], dict[str, Any]],
+    scope: trio.CancelScope,
+    *,
+    task_status: trio.TaskStatus[None],
+) -> None:
+    """Put this worker in the broker's registry with ``info()``, report started, and renew it
+    every ``ANNOUNCE_EVERY`` seconds until ``scope`` is cancelled. A refusal is logged (at
+    DEBUG: the broker logs its outages itself) and tried again next time."""
+
+    async def once() -> None:
+        try:
+            await broker.announce(json.dumps(info()).encode(), ANNOUNCE_TTL)
+        except BrokerError as exc:
+            logger.debug("could not announce this worker: %s", exc)
+
+    with scope:
+        await once()
+        task_status.started()
+        while True:
+            await trio.sleep(ANNOUNCE_EVERY)
+            await once()
+
+
+async def withdraw(broker: MessageBroker) -> None:
+    """Take this worker out of the registry now (a graceful stop), waiting at most a second:
+    else its entry expires by itself. A checkpoint."""
+    with trio.move_on_after(1.0):
+        try:
+            await broker.leave()
+        except BrokerError as exc:
+            logger.debug("could not withdraw this worker: %s (it expires)", exc)
 
 
 def worker_command() -> list[str]:
