@@ -418,12 +418,22 @@ def test_four_workers_publishers_and_the_endpoint_reach_every_subscriber_once_in
 
     async def scenario() -> None:
         inboxes: list[list[tuple[str, int]]] = []
+        expected = 4 * count
+        full: list[asyncio.Event] = []  # set when a subscriber got all it should
         sessions = []
 
         async def subscriber() -> None:
             session = await join(server.port)
             inbox: list[tuple[str, int]] = []
-            await session.subscribe(lambda who, n, inbox=inbox: inbox.append((who, n)), topic)
+            done = asyncio.Event()
+
+            def on_event(who: str, n: int, inbox: list[tuple[str, int]] = inbox) -> None:
+                inbox.append((who, n))
+                if len(inbox) >= expected:
+                    done.set()
+
+            await session.subscribe(on_event, topic)
+            full.append(done)
             sessions.append(session)
             inboxes.append(inbox)
 
@@ -452,11 +462,10 @@ def test_four_workers_publishers_and_the_endpoint_reach_every_subscriber_once_in
         await asyncio.gather(
             *(from_session(index) for index in range(3)), asyncio.to_thread(from_backend)
         )
-        expected = 4 * count
-        deadline = asyncio.get_running_loop().time() + 10
-        while any(len(inbox) < expected for inbox in inboxes):
-            assert asyncio.get_running_loop().time() < deadline, [len(i) for i in inboxes]
-            await asyncio.sleep(0.05)  # (events from other workers arrive on their own)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(done.wait() for done in full)), 10)
+        except asyncio.TimeoutError:
+            raise AssertionError([len(inbox) for inbox in inboxes]) from None
         for inbox in inboxes:
             assert len(inbox) == expected  # nothing twice
             for who in ["backend", "session 0", "session 1", "session 2"]:
