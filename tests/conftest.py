@@ -1,7 +1,9 @@
-"""Shared fixtures: a server on a free loopback port, a real redis-server."""
+"""Shared fixtures: a server on a free loopback port, a real redis-server, a supervisor of
+worker processes serving a test app through that Redis."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ import pytest
 import trio
 
 from ratchetpy import IoServer
+from support.processes import SUPPORT, ServerProcess, StartWorkers
 from support.redis import RedisProcess, redis_server
 
 Start = Callable[..., Awaitable[tuple[IoServer, int]]]
@@ -32,3 +35,22 @@ def redis(tmp_path: Path) -> Iterator[RedisProcess]:
     """A real redis-server of the test's own, on a free port (skipped where there is none)."""
     with redis_server(tmp_path) as server:
         yield server
+
+
+@pytest.fixture
+def supervisor(redis: RedisProcess) -> Iterator[StartWorkers]:
+    """``start(target, *options)``: ``ratchetpy serve TARGET --workers 2 --broker URL`` on a
+    free port, returned once every worker is ready; killed with its workers afterwards."""
+    started: list[ServerProcess] = []
+
+    def start(target: str = "cluster_app:Room", *options: str, workers: int = 2) -> ServerProcess:
+        command = [sys.executable, "-m", "ratchetpy", "serve", target, "--port", "0"]
+        command += ["--workers", str(workers), "--broker", redis.url, *options]
+        server = ServerProcess(command, "supervisor", cwd=SUPPORT)
+        started.append(server)
+        server.wait_for_log(r"\d+ workers serving", timeout=30)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()

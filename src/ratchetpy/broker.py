@@ -22,13 +22,24 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
     second: what an acknowledgement upstream (a WAMP SUBSCRIBED) waits for.
 ``publish(channel, body)`` (awaitable) and ``publish_nowait(channel, body)``
     Pass ``body`` to the listeners of ``channel`` on every *other* worker. ``publish``
-    returns once the broker accepted it and raises :class:`~ratchetpy.BrokerError` if it did
+    returns once the broker accepted it, with how many workers listened to ``channel`` then
+    (what a call to one worker checks), and raises :class:`~ratchetpy.BrokerError` if it did
     not (within about a second); ``publish_nowait`` does not wait and logs and counts a
     refusal instead, for code that cannot wait (a synchronous handler).
 ``claim(key, ttl)`` (awaitable)
     True for the first worker to claim ``key`` within ``ttl`` seconds, False for every later
     claim: what makes "at most once" hold across workers (the publish endpoint's replay
     guard). Raises :class:`~ratchetpy.BrokerError` if the broker could not tell.
+``acquire(key, value)``, ``owner(key)``, ``release(key)`` (awaitable)
+    Ownership for as long as this worker lives: ``acquire`` is True, and records ``value``,
+    unless another live worker owns ``key`` (this one may acquire again: what it owns, it
+    knows); ``owner`` gives the owner's worker id and value, or ``None``; ``release`` gives
+    it up. A key whose owner died (its
+    registry entry expired) is free again, and ``leave()`` releases every key this worker
+    owns: what keeps a WAMP procedure registered once across workers.
+``watch(worker_id, callback)`` / ``unwatch(worker_id, callback)``
+    ``callback(worker_id)`` once ``worker_id`` is gone from the registry (it left, or its
+    announcement expired): what fails a call whose callee's worker died.
 ``on_missed(callback)``
     ``callback(channel)`` when messages of ``channel`` may have been missed (after a
     reconnection, or a gap in a worker's sequence): at most once is what Redis gives.
@@ -101,9 +112,10 @@ class MessageBroker(Protocol):
         receive once it does)."""
         ...
 
-    async def publish(self, channel: str, body: bytes) -> None:
+    async def publish(self, channel: str, body: bytes) -> int:
         """Pass ``body`` to the listeners of ``channel`` on the other workers; returns once the
-        broker accepted it. A checkpoint; BrokerError if it did not."""
+        broker accepted it, with how many workers listened to ``channel`` then. A checkpoint;
+        BrokerError if it did not."""
         ...
 
     def publish_nowait(self, channel: str, body: bytes) -> None:
@@ -113,6 +125,30 @@ class MessageBroker(Protocol):
     async def claim(self, key: str, ttl: float) -> bool:
         """True if no worker claimed ``key`` within the last ``ttl`` seconds (it is claimed
         now). A checkpoint; BrokerError if the broker could not tell."""
+        ...
+
+    async def acquire(self, key: str, value: bytes) -> bool:
+        """Own ``key`` with ``value`` unless another live worker owns it (False then). A
+        checkpoint; BrokerError if the broker could not tell."""
+        ...
+
+    async def owner(self, key: str) -> tuple[str, bytes] | None:
+        """The live worker owning ``key`` and its value, or ``None``. A checkpoint;
+        BrokerError if the broker could not tell."""
+        ...
+
+    async def release(self, key: str) -> None:
+        """Stop owning ``key`` (harmless if this worker did not). A checkpoint; BrokerError if
+        the broker did not take it (the key is freed when this worker leaves or dies)."""
+        ...
+
+    def watch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        """Call ``callback(worker_id)`` once that worker is gone from the registry. Not a
+        checkpoint."""
+        ...
+
+    def unwatch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        """Forget a :meth:`watch` (harmless if there is none). Not a checkpoint."""
         ...
 
     def on_missed(self, callback: Callable[[str], object]) -> None:
@@ -167,6 +203,7 @@ class MemoryBroker:
         self.worker_id = worker_id
         self._listeners: dict[str, list[Handler]] = {}
         self._info: bytes | None = None  # what this worker announced (it is all of them)
+        self._owned: dict[str, bytes] = {}
 
     def listen(self, channel: str, handler: Handler) -> None:
         self._listeners.setdefault(channel, []).append(handler)
@@ -181,14 +218,31 @@ class MemoryBroker:
     async def wait_listening(self, channel: str) -> None:
         return None  # nothing to subscribe to; not a checkpoint either, as nothing waits
 
-    async def publish(self, channel: str, body: bytes) -> None:
-        return None  # no other worker: delivered to all of them
+    async def publish(self, channel: str, body: bytes) -> int:
+        return 0  # no other worker: delivered to all of them
 
     def publish_nowait(self, channel: str, body: bytes) -> None:
         return None
 
     async def claim(self, key: str, ttl: float) -> bool:
         return True  # no other worker: what this one remembers itself is all there is
+
+    async def acquire(self, key: str, value: bytes) -> bool:
+        self._owned[key] = value  # no other worker to own it
+        return True
+
+    async def owner(self, key: str) -> tuple[str, bytes] | None:
+        value = self._owned.get(key)
+        return None if value is None else (self.worker_id, value)
+
+    async def release(self, key: str) -> None:
+        self._owned.pop(key, None)
+
+    def watch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        return None  # the only worker is this one, gone only when nothing is left to tell
+
+    def unwatch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        return None
 
     def on_missed(self, callback: Callable[[str], object]) -> None:
         return None  # nothing can be missed in one process
@@ -201,6 +255,7 @@ class MemoryBroker:
 
     async def leave(self) -> None:
         self._info = None
+        self._owned.clear()
 
     async def check(self) -> None:
         return None

@@ -176,10 +176,17 @@ async def test_the_memory_broker_has_no_one_to_send_to() -> None:
     broker.listen("room", handler)
     await broker.wait_listening("room")
     assert broker.listening("room")
-    await broker.publish("room", b"x")
+    assert await broker.publish("room", b"x") == 0
     broker.publish_nowait("room", b"x")
     broker.unlisten("room", handler)
     assert not broker.listening("room")
+    assert await broker.acquire("key", b"1") and await broker.acquire("key", b"2")
+    assert await broker.owner("key") == ("memory", b"2")
+    await broker.release("key")
+    assert await broker.owner("key") is None
+    await broker.acquire("key", b"3")
+    await broker.leave()
+    assert await broker.owner("key") is None
 
 
 async def test_a_publication_redis_refuses_fails_alone(
@@ -321,6 +328,86 @@ async def test_the_registry_of_live_workers_expires_and_prunes_itself(
         await a.leave()  # a graceful stop: gone at once
         assert await b.workers() == {}
         assert await admin.execute("EXISTS", "ratchetpy:worker:w1") == 0
+
+
+async def test_a_key_is_owned_by_one_live_worker_and_freed_when_it_dies_or_leaves(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, b = workers
+    await a.announce(b"{}", 3.0)
+    await b.announce(b"{}", 3.0)
+    assert await a.acquire("wamp-procedure:realm1:add", b"17")
+    assert not await b.acquire("wamp-procedure:realm1:add", b"18")  # a lives: taken
+    assert await a.acquire("wamp-procedure:realm1:add", b"17")  # a knows what it owns
+    assert await b.owner("wamp-procedure:realm1:add") == ("w1", b"17")
+    async with await RedisConnection.open(redis.url) as admin:
+        await admin.execute("FLUSHALL")  # a Redis that restarted empty
+        await a.announce(b"{}", 3.0)  # puts back what a owns
+        assert await b.owner("wamp-procedure:realm1:add") == ("w1", b"17")
+        await admin.execute("DEL", "ratchetpy:worker:w1")  # a died: its announcement expired
+    assert await b.owner("wamp-procedure:realm1:add") is None
+    assert await b.acquire("wamp-procedure:realm1:add", b"20")  # free for a live worker
+    await b.release("wamp-procedure:realm1:add")
+    assert await a.owner("wamp-procedure:realm1:add") is None
+    assert await b.acquire("wamp-procedure:realm1:sub", b"21")
+    await b.leave()  # a graceful stop releases everything it owned
+    assert await a.owner("wamp-procedure:realm1:sub") is None
+
+
+async def test_a_release_redis_did_not_take_is_done_by_the_next_announcement(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    port = free_port()
+    with redis_server(tmp_path, port=port) as server:
+        a, b = RedisBroker(server.url, worker_id="w1"), RedisBroker(server.url, worker_id="w2")
+        for broker in (a, b):
+            await nursery.start(broker.run)
+        await a.announce(b"{}", 3.0)
+        assert await a.acquire("wamp-procedure:realm1:add", b"17")
+    # Redis is away: the release fails, and is remembered
+    with pytest.raises(BrokerUnavailable):
+        await a.release("wamp-procedure:realm1:add")
+    with redis_server(tmp_path, port=port):
+        with trio.fail_after(10):
+            await a.publisher.wait_connected()
+        async with await RedisConnection.open(f"redis://127.0.0.1:{port}") as admin:
+            stale = b"w1\n17"
+            await admin.execute("SET", "ratchetpy:wamp-procedure:realm1:add", stale)
+            await a.announce(b"{}", 3.0)
+            assert await admin.execute("EXISTS", "ratchetpy:wamp-procedure:realm1:add") == 0
+        assert await b.acquire("wamp-procedure:realm1:add", b"18")
+
+
+async def test_watchers_hear_once_that_a_worker_is_gone_from_the_registry(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, b = workers
+    await b.announce(b"{}", 3.0)
+    gone: list[str] = []
+    heard = trio.Event()
+
+    def on_gone(worker: str) -> None:
+        gone.append(worker)
+        heard.set()
+
+    a.watch("w2", on_gone)
+    a.watch("w2", lambda worker: None)
+    a.unwatch("w2", on_gone)
+    a.unwatch("w2", on_gone)  # harmless twice
+    a.watch("w2", on_gone)
+    async with await RedisConnection.open(redis.url) as admin:
+        await admin.execute("DEL", "ratchetpy:worker:w2")
+    with trio.fail_after(5):  # two lookups a second apart that miss it
+        await heard.wait()
+    assert gone == ["w2"] and "w2" not in a._watched
+
+
+async def test_publish_says_how_many_workers_listened(workers: list[RedisBroker]) -> None:
+    a, b = workers
+    b.listen("wamp-rpc:realm1:w2", Received())
+    await b.wait_listening("wamp-rpc:realm1:w2")
+    assert await a.publish("wamp-rpc:realm1:w2", b"call") == 1
+    assert await a.publish("wamp-rpc:realm1:nobody", b"call") == 0
 
 
 async def test_two_apps_list_each_other_in_their_cluster_stats(

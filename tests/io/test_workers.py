@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import trio
 from websockets.exceptions import ConnectionClosed
 from websockets.trio.client import ClientConnection, connect
 
+from conftest import SUPPORT, StartWorkers
 from ratchetpy import BrokerError
 from ratchetpy.client import publish
 from ratchetpy.io.redis import RedisConnection
@@ -30,28 +30,6 @@ from support.examples import EXAMPLES
 from support.http_get import http_get
 from support.processes import ServerProcess
 from support.redis import RedisProcess, command, free_port, redis_server
-
-SUPPORT = Path(__file__).resolve().parents[1] / "support"
-Start = Callable[..., ServerProcess]
-
-
-@pytest.fixture
-def supervisor(redis: RedisProcess) -> Iterator[Start]:
-    """``start(target, *options)``: ``ratchetpy serve TARGET --workers 2 --broker URL`` on a
-    free port, returned once every worker is ready; killed with its workers afterwards."""
-    started: list[ServerProcess] = []
-
-    def start(target: str = "cluster_app:Room", *options: str, workers: int = 2) -> ServerProcess:
-        command = [sys.executable, "-m", "ratchetpy", "serve", target, "--port", "0"]
-        command += ["--workers", str(workers), "--broker", redis.url, *options]
-        server = ServerProcess(command, "supervisor", cwd=SUPPORT)
-        started.append(server)
-        server.wait_for_log(r"\d+ workers serving", timeout=30)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
 
 
 class Member:
@@ -148,7 +126,7 @@ async def numsub(redis: RedisProcess, channel: str = "ratchetpy:group:room") -> 
 
 
 async def test_two_workers_serve_one_port_and_one_room(
-    supervisor: Start, redis: RedisProcess, nursery: trio.Nursery
+    supervisor: StartWorkers, redis: RedisProcess, nursery: trio.Nursery
 ) -> None:
     server = supervisor()
     pids = server.worker_pids()
@@ -167,7 +145,7 @@ async def test_two_workers_serve_one_port_and_one_room(
 
 
 async def test_a_killed_worker_is_restarted_and_the_others_lose_nothing(
-    supervisor: Start, redis: RedisProcess, nursery: trio.Nursery
+    supervisor: StartWorkers, redis: RedisProcess, nursery: trio.Nursery
 ) -> None:
     server = supervisor("cluster_app:make_app")
     survivor, victim = server.worker_pids()
@@ -210,7 +188,7 @@ async def test_a_killed_worker_is_restarted_and_the_others_lose_nothing(
 
 
 async def test_sighup_replaces_every_worker_and_refuses_no_connection(
-    supervisor: Start, nursery: trio.Nursery
+    supervisor: StartWorkers, nursery: trio.Nursery
 ) -> None:
     server = supervisor()
     before = set(server.worker_pids())
@@ -259,7 +237,7 @@ async def wait_numsub(redis: RedisProcess, expected: int, timeout: float = 10) -
 
 
 async def test_every_worker_resubscribes_after_client_kill_and_a_redis_restart(
-    supervisor: Start, redis: RedisProcess, nursery: trio.Nursery, tmp_path: Path
+    supervisor: StartWorkers, redis: RedisProcess, nursery: trio.Nursery, tmp_path: Path
 ) -> None:
     server = supervisor()
     one, two = server.worker_pids()
@@ -309,7 +287,7 @@ async def test_every_worker_resubscribes_after_client_kill_and_a_redis_restart(
 
 @pytest.mark.parametrize("how", ["SIGTERM", "supervisor killed"])
 async def test_every_client_gets_1001_when_the_workers_stop(
-    supervisor: Start, nursery: trio.Nursery, how: str
+    supervisor: StartWorkers, nursery: trio.Nursery, how: str
 ) -> None:
     server = supervisor()
     pids = server.worker_pids()
@@ -401,7 +379,7 @@ async def _chat_member(port: int, *, task_status: trio.TaskStatus[ClientConnecti
 
 
 def test_four_workers_publishers_and_the_endpoint_reach_every_subscriber_once_in_order(
-    supervisor: Start, redis: RedisProcess
+    supervisor: StartWorkers, redis: RedisProcess
 ) -> None:
     """Autobahn|Python sessions spread over four workers subscribe; three sessions publish
     (acknowledged) and a backend POSTs to the publish endpoint, each 30 numbered events:

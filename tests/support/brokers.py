@@ -48,11 +48,11 @@ class LinkedBroker:
         if self.down:
             raise BrokerUnavailable("the linked broker is down")
 
-    async def publish(self, channel: str, body: bytes) -> None:
+    async def publish(self, channel: str, body: bytes) -> int:
         await trio.lowlevel.checkpoint()
         if self.down:
             raise BrokerUnavailable("the linked broker is down")
-        self._pass_on(channel, body)
+        return self._pass_on(channel, body)
 
     def publish_nowait(self, channel: str, body: bytes) -> None:
         if self.down:
@@ -78,6 +78,35 @@ class LinkedBroker:
         self.links.claimed.add(key)  # (never expires: tests are shorter than any ttl)
         return True
 
+    async def acquire(self, key: str, value: bytes) -> bool:
+        await self._reachable()
+        current = self.links.owned.get(key)
+        if current is not None and current[0] not in {self.worker_id, *self.links.dead}:
+            return False
+        self.links.owned[key] = (self.worker_id, value)
+        return True
+
+    async def owner(self, key: str) -> tuple[str, bytes] | None:
+        await self._reachable()
+        current = self.links.owned.get(key)
+        return None if current is None or current[0] in self.links.dead else current
+
+    async def release(self, key: str) -> None:
+        await self._reachable()
+        if self.links.owned.get(key, ("",))[0] == self.worker_id:
+            del self.links.owned[key]
+
+    def watch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        if worker_id in self.links.dead:
+            callback(worker_id)
+        else:
+            self.links.watchers.setdefault(worker_id, []).append(callback)
+
+    def unwatch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        callbacks = self.links.watchers.get(worker_id, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
     async def announce(self, info: bytes, ttl: float) -> None:
         await trio.lowlevel.checkpoint()
         self.links.announced[self.worker_id] = info
@@ -89,17 +118,29 @@ class LinkedBroker:
     async def leave(self) -> None:
         await trio.lowlevel.checkpoint()
         self.links.announced.pop(self.worker_id, None)
+        for key, (worker, _) in list(self.links.owned.items()):
+            if worker == self.worker_id:
+                del self.links.owned[key]
 
     async def flush(self, timeout: float) -> int:
         await trio.lowlevel.checkpoint()
         return 0
 
-    def _pass_on(self, channel: str, body: bytes) -> None:
+    async def _reachable(self) -> None:
+        await trio.lowlevel.checkpoint()
+        if self.down:
+            raise BrokerUnavailable("the linked broker is down")
+
+    def _pass_on(self, channel: str, body: bytes) -> int:
         self.published.append((channel, body))
+        receivers = 0
         for other in self.links.brokers:
-            if other is not self:
-                for handler in list(other.handlers.get(channel, ())):
+            if other is not self and other.worker_id not in self.links.dead:
+                handlers = list(other.handlers.get(channel, ()))
+                receivers += bool(handlers)
+                for handler in handlers:
                     handler(body)
+        return receivers
 
 
 class LinkedBrokers:
@@ -109,6 +150,16 @@ class LinkedBrokers:
         self.brokers = [LinkedBroker(self, f"w{n}") for n in range(1, workers + 1)]
         self.claimed: set[str] = set()
         self.announced: dict[str, bytes] = {}
+        self.owned: dict[str, tuple[str, bytes]] = {}
+        self.dead: set[str] = set()
+        self.watchers: dict[str, list[Callable[[str], object]]] = {}
+
+    def kill(self, worker_id: str) -> None:
+        """``worker_id`` died: it receives nothing more, owns nothing, and its watchers hear."""
+        self.dead.add(worker_id)
+        self.announced.pop(worker_id, None)
+        for callback in self.watchers.pop(worker_id, []):
+            callback(worker_id)
 
 
 @contextmanager

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from ratchetpy import App, Connection, Group, MessageComponent
-from ratchetpy.wamp import PublishEndpoint, WampServer
+from ratchetpy.wamp import (
+    Procedure,
+    PublishEndpoint,
+    WampComponent,
+    WampConnection,
+    WampServer,
+)
 
 
 class Room(MessageComponent):
@@ -47,10 +54,32 @@ def make_app() -> App:
 PUBLISH_SECRET = "the workers' tests' publish secret"
 
 
+#: The procedure the router answers itself, on the worker the caller is on: its pid.
+PID = "cluster.pid"
+
+
+class Pids(WampComponent):
+    """A router that answers ``cluster.pid`` on every worker and routes every other call."""
+
+    def on_call(
+        self,
+        conn: WampConnection,
+        call_id: int,
+        procedure: Procedure,
+        args: list[Any],
+        kwargs: dict[str, Any],
+    ) -> Any:
+        if procedure.id == PID:
+            conn.call_result(call_id, os.getpid())
+            return None
+        return procedure.call(conn, call_id, args, kwargs)
+
+
 def wamp_app() -> App:
-    """A WAMP router at ``/ws`` (any origin) and its publish endpoint at ``/publish``."""
+    """A WAMP router at ``/ws`` (any origin; ``cluster.pid`` says which worker serves the
+    caller) and its publish endpoint at ``/publish``."""
     app = App(None, 0, "127.0.0.1")
-    wamp = WampServer()
+    wamp = WampServer(Pids())
     app.route("/ws", wamp, allowed_origins=["*"])
     app.route("/publish", PublishEndpoint(wamp, secret=PUBLISH_SECRET))
     return app

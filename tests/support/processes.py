@@ -10,7 +10,11 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+
+#: Where the apps that the process tests serve live (their working directory).
+SUPPORT = Path(__file__).resolve().parent
 
 _READY = re.compile(r"worker \d+ \(pid (\d+)\) ready")
 _SERVING = re.compile(r"(?:workers serving|rolling restart done): pids \[([\d, ]+)\]")
@@ -118,3 +122,7 @@ class ExampleProcess(ServerProcess):
 
     def __init__(self, script: Path, port: int, *args: str) -> None:
         super().__init__([sys.executable, str(script), "--port", str(port), *args], script.name)
+
+
+#: ``start(target, *options, workers=2)`` (the ``supervisor`` fixture): a supervisor serving.
+StartWorkers = Callable[..., ServerProcess]

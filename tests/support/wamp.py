@@ -22,6 +22,7 @@ from ratchetpy.wamp.messages import (
     SUBSCRIBED,
     WELCOME,
 )
+from support.brokers import LinkedBroker, serving
 
 JSON = "wamp.2.json"
 MSGPACK = "wamp.2.msgpack"
@@ -127,6 +128,27 @@ class Peer:
         """The connection is lost: WsServer then calls on_close."""
         self.ws.lose()
         await resolve(self.server.on_close(self.ws))
+
+
+class Worker:
+    """The router of one in-process worker whose broker is a support.brokers LinkedBroker:
+    its realm learns the broker from the first session that joins while serving."""
+
+    def __init__(self, broker: LinkedBroker, server: WampServer | None = None) -> None:
+        self.broker = broker
+        self.server = server if server is not None else WampServer()
+
+    async def peer(self, user_id: str | None = None) -> Peer:
+        """A new client of this worker, in a session of the default realm."""
+        with serving(self.broker):
+            peer = Peer(self.server, user_id=user_id)
+            await peer.join()
+        return peer
+
+    async def send(self, peer: Peer, *message: Any) -> None:
+        """``peer`` (a client of this worker) sends ``message``, handled while serving."""
+        with serving(self.broker):
+            await peer.send(*message)
 
 
 async def joined(server: WampServer, n: int, **options: Any) -> list[Peer]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import support.wamp
 from ratchetpy.client import sign
 from ratchetpy.testing import RecordingConnection, http_request, resolve
 from ratchetpy.wamp import PublishEndpoint, WampServer
@@ -25,19 +26,13 @@ CHANNEL = channel_of("realm1", TOPIC)
 SECRET = "a shared secret of the test, 32 bytes"
 
 
-class Worker:
-    """A router bound to its broker: its realm learns the broker from the first request
-    handled while serving."""
-
-    def __init__(self, broker: LinkedBroker) -> None:
-        self.broker = broker
-        self.server = WampServer()
+class Worker(support.wamp.Worker):
+    """A worker's router whose new clients subscribe to TOPIC unless told not to."""
 
     async def peer(self, user_id: str | None = None, *, subscribe: bool = True) -> Peer:
-        with serving(self.broker):
-            peer = Peer(self.server, user_id=user_id)
-            await peer.join()
-            if subscribe:
+        peer = await super().peer(user_id)
+        if subscribe:
+            with serving(self.broker):
                 await peer.subscribe(TOPIC)
         return peer
 

@@ -42,17 +42,49 @@ logger = logging.getLogger("ratchetpy.broker")
 # Messages per write when the queue has many: large enough to amortise the round trip.
 _BATCH = 256
 
+# How often watched workers are looked up in the registry. A worker counts as gone once two
+# lookups in a row missed it: one miss may be a Redis that restarted empty a moment ago.
+_WATCH_EVERY = 1.0
+
+# Ownership scripts: a key's value is "<owner worker id>\n<value>", and the owner's registry
+# key (its announcement) says whether it lives. Scripts run atomically in Redis, so two
+# workers acquiring at once cannot both win.
+_ACQUIRE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local holder = string.match(current, '^([^\\n]*)\\n')
+  if holder and holder ~= ARGV[1] and redis.call('EXISTS', ARGV[3] .. holder) == 1 then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. '\\n' .. ARGV[2])
+return 1
+"""
+_OWNER = """
+local current = redis.call('GET', KEYS[1])
+if not current then return false end
+local holder = string.match(current, '^([^\\n]*)\\n')
+if holder and redis.call('EXISTS', ARGV[1] .. holder) == 1 then return current end
+redis.call('DEL', KEYS[1])
+return false
+"""
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 
 class _Outgoing:
     """A message on its way to Redis; ``done`` is set once Redis accepted or refused it."""
 
-    __slots__ = ("channel", "data", "done", "error")
+    __slots__ = ("channel", "data", "done", "error", "receivers")
 
     def __init__(self, channel: str, body: bytes, done: trio.Event | None) -> None:
         self.channel = channel
         self.data = body  # the body until it is sent, then the envelope
         self.done = done
         self.error: BaseException | None = None
+        self.receivers = 0  # subscribers Redis passed it to
 
 
 def default_worker_id() -> str:
@@ -122,6 +154,10 @@ class RedisBroker:
         self._sequences: dict[str, itertools.count[int]] = {}
         self._tracker = SequenceTracker()
         self._missed_callbacks: list[Callable[[str], object]] = []
+        self._owned: dict[str, bytes] = {}  # key -> the value stored in Redis
+        self._unreleased: dict[str, bytes] = {}  # released while Redis was away: again later
+        self._watched: dict[str, list[Callable[[str], object]]] = {}
+        self._unseen: set[str] = set()  # watched workers the last lookup missed
         self._running = False
         self._unsent = 0  # queued and not yet passed on or refused
         self._sent = trio.Event()  # set (and replaced) after each batch
@@ -150,7 +186,7 @@ class RedisBroker:
                 f"within {self.buffer_time:g} s"
             )
 
-    async def publish(self, channel: str, body: bytes) -> None:
+    async def publish(self, channel: str, body: bytes) -> int:
         done = trio.Event()
         outgoing = self._enqueue(channel, body, done)
         if outgoing is None:
@@ -160,6 +196,7 @@ class RedisBroker:
         await done.wait()
         if outgoing.error is not None:
             raise outgoing.error
+        return outgoing.receivers
 
     def publish_nowait(self, channel: str, body: bytes) -> None:
         if self._enqueue(channel, body, None) is None:
@@ -178,6 +215,46 @@ class RedisBroker:
         )
         return reply is not None
 
+    async def acquire(self, key: str, value: bytes) -> bool:
+        stored = self.worker_id.encode() + b"\n" + value
+        won = await self.publisher.command(
+            "EVAL", _ACQUIRE, "1", self.prefix + key, self.worker_id, value, self._worker_key(b"")
+        )
+        if won:
+            self._owned[key] = stored
+            self._unreleased.pop(key, None)
+        return bool(won)
+
+    async def owner(self, key: str) -> tuple[str, bytes] | None:
+        reply = await self.publisher.command(
+            "EVAL", _OWNER, "1", self.prefix + key, self._worker_key(b"")
+        )
+        if reply is None:
+            return None
+        worker, _, value = bytes(reply).partition(b"\n")
+        return worker.decode("ascii", "replace"), value
+
+    async def release(self, key: str) -> None:
+        stored = self._owned.pop(key, None)
+        if stored is None:
+            return
+        try:
+            await self.publisher.command("EVAL", _RELEASE, "1", self.prefix + key, stored)
+        except BrokerError:
+            self._unreleased[key] = stored  # the next announcement tries again
+            raise
+
+    def watch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        self._watched.setdefault(worker_id, []).append(callback)
+
+    def unwatch(self, worker_id: str, callback: Callable[[str], object]) -> None:
+        callbacks = self._watched.get(worker_id)
+        if callbacks is not None and callback in callbacks:
+            callbacks.remove(callback)
+            if not callbacks:
+                del self._watched[worker_id]
+                self._unseen.discard(worker_id)
+
     def on_missed(self, callback: Callable[[str], object]) -> None:
         self._missed_callbacks.append(callback)
 
@@ -185,12 +262,23 @@ class RedisBroker:
         # The key's expiry is the truth (no clocks compared across hosts); the set is only
         # the index readers start from, pruned by them.
         milliseconds = str(max(1, round(ttl * 1000)))
+        # What this worker owns is put back if it is missing (a Redis that restarted empty),
+        # never over another worker's: NX. What it could not release is released now.
+        unreleased = dict(self._unreleased)
         await self.publisher.commands(
             [
                 ("SET", self._worker_key(self.worker_id), info, "PX", milliseconds),
                 ("SADD", self.prefix + "workers", self.worker_id),
+                *(("SET", self.prefix + key, stored, "NX") for key, stored in self._owned.items()),
+                *(
+                    ("EVAL", _RELEASE, "1", self.prefix + key, stored)
+                    for key, stored in unreleased.items()
+                ),
             ]
         )
+        for key, stored in unreleased.items():
+            if self._unreleased.get(key) == stored:
+                del self._unreleased[key]
 
     async def workers(self) -> dict[str, bytes]:
         ids = sorted(await self.publisher.command("SMEMBERS", self.prefix + "workers"))
@@ -207,8 +295,14 @@ class RedisBroker:
         }
 
     async def leave(self) -> None:
+        owned, self._owned = {**self._unreleased, **self._owned}, {}
+        self._unreleased = {}
         await self.publisher.commands(
             [
+                *(
+                    ("EVAL", _RELEASE, "1", self.prefix + key, stored)
+                    for key, stored in owned.items()
+                ),
                 ("DEL", self._worker_key(self.worker_id)),
                 ("SREM", self.prefix + "workers", self.worker_id),
             ]
@@ -250,6 +344,7 @@ class RedisBroker:
             await nursery.start(self.publisher.run)
             await nursery.start(self.subscriber.run)
             nursery.start_soon(self._sender)
+            nursery.start_soon(self._watcher)
             logger.info("broker: worker %s on %s", self.worker_id, self.address.describe())
             self._running = True
             try:
@@ -301,8 +396,10 @@ class RedisBroker:
                     [self._envelope(item) for item in batch]
                 )
                 outcomes = [reply if isinstance(reply, BrokerError) else None for reply in replies]
+                receivers = [0 if isinstance(reply, BrokerError) else reply for reply in replies]
             except BrokerError as exc:
                 outcomes = [exc] * len(batch)
+                receivers = [0] * len(batch)
             unseen = [
                 error
                 for item, error in zip(batch, outcomes, strict=True)
@@ -315,13 +412,37 @@ class RedisBroker:
                     len(unseen),
                     unseen[0],
                 )
-            for item, error in zip(batch, outcomes, strict=True):
+            for item, error, count in zip(batch, outcomes, receivers, strict=True):
                 if item.done is not None:
-                    item.error = error
+                    item.error, item.receivers = error, int(count)
                     item.done.set()
             self._unsent -= len(batch)
             self._sent.set()
             self._sent = trio.Event()
+
+    async def _watcher(self) -> None:
+        """Tell the watchers of each worker that is gone from the registry."""
+        while True:
+            await trio.sleep(_WATCH_EVERY)
+            workers = list(self._watched)
+            if not workers:
+                continue
+            try:
+                found = await self.publisher.commands(
+                    [("EXISTS", self._worker_key(worker)) for worker in workers]
+                )
+            except BrokerError as exc:
+                logger.debug("could not look the watched workers up: %s", exc)
+                continue
+            for worker, exists in zip(workers, found, strict=True):
+                if exists:
+                    self._unseen.discard(worker)
+                elif worker not in self._unseen:
+                    self._unseen.add(worker)
+                else:
+                    self._unseen.discard(worker)
+                    for callback in self._watched.pop(worker, ()):
+                        call_logged(callback, worker)
 
     def _received(self, channel: bytes, data: bytes) -> None:
         name = channel.decode("utf-8", "replace").removeprefix(self.prefix)

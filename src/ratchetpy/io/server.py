@@ -409,10 +409,11 @@ class IoServer:
                 self._timers.start_all(hub.timers, nursery)
                 nursery.start_soon(hub.run_flusher)
                 nursery.start_soon(hub.timers.run, hub.flush_dirty)
-                nursery.start_soon(self._accept_loop, listener, nursery)
                 announcing = trio.CancelScope()
-                if self.broker.distributed:  # listed among the workers before serving
+                if self.broker.distributed:  # listed among the workers before serving: what
+                    # it owns (WAMP registrations) is tied to that announcement
                     await nursery.start(announce, self.broker, self.info, announcing)
+                nursery.start_soon(self._accept_loop, listener, nursery)
                 tls = " (TLS)" if self.ssl_context is not None else ""
                 logger.info("listening on %s:%d%s", self.address, self.port, tls)
                 task_status.started(self.port)

@@ -26,13 +26,13 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ..broker import MessageBroker, current_broker
+from ..broker import MessageBroker
 from ..components.base import MaybeAwaitable
 from ..components.connection import Connection
 from ..components.ws_connection import broadcast as broadcast_frames
 from ..exceptions import BrokerError
 from ._flow import answer_failure, log_failure, run_handler
-from .cluster import ClusterPublication, Route, channel_of
+from .cluster import ClusterPublication, ClusterReach, Route, channel_of
 from .component import WampComponent
 from .filters import filtered, publish_filters, session_ids
 from .messages import (
@@ -116,8 +116,7 @@ class Broker:
         self._by_subscription: dict[int, _Subscribers] = {}
         # Each session's subscriptions: subscription id -> topic URI.
         self._of_session: dict[WampConnection, dict[int, str]] = {}
-        self._cluster: MessageBroker | None = None  # bound from the first handler that runs
-        self._warned = False
+        self._reach = ClusterReach(realm.name)
 
     def __repr__(self) -> str:
         return f"<Broker of {self.realm.name!r}: {len(self._topics)} topics>"
@@ -382,28 +381,13 @@ class Broker:
 
     # -- internals -----------------------------------------------------------------------------
 
-    def bind(self, cluster: MessageBroker | None) -> None:
+    def bind(self, cluster: MessageBroker) -> None:
         """Reach the other workers through ``cluster`` (the broker of the server whose
         session joined first); later calls change nothing."""
-        if self._cluster is None:
-            self._cluster = cluster
+        self._reach.bind(cluster)
 
     def _others(self) -> MessageBroker | None:
-        """The broker to the other workers, or ``None`` when there are none."""
-        cluster = self._cluster
-        if cluster is None:
-            cluster = self._cluster = current_broker()
-            if cluster is None and not self._warned:
-                # Driven from outside any server before any session joined: whether other
-                # workers exist cannot be known, and they would be left out silently.
-                self._warned = True
-                logger.warning(
-                    "realm %s used outside a server before any session joined: other "
-                    "workers are not reached (broadcast from a handler, a timer or "
-                    "call_soon_threadsafe)",
-                    self.realm.name,
-                )
-        return cluster if cluster is not None and cluster.distributed else None
+        return self._reach.others()
 
     def _for_others(
         self,

@@ -16,15 +16,19 @@ channel ``wamp:<realm>:<topic>``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from ..broker import MessageBroker, current_broker
 from ..exceptions import SerializationError
 from .messages import MAX_ID
 from .serializers import JsonSerializer
 
-__all__ = ["ClusterPublication", "Route", "channel_of"]
+__all__ = ["ClusterPublication", "ClusterReach", "Route", "channel_of"]
+
+logger = logging.getLogger("ratchetpy.wamp")
 
 _VERSION = 1
 _JSON = JsonSerializer()
@@ -33,6 +37,41 @@ _JSON = JsonSerializer()
 def channel_of(realm: str, topic: str) -> str:
     """The broker channel of ``topic`` in ``realm``."""
     return f"wamp:{realm}:{topic}"
+
+
+class ClusterReach:
+    """How the broker or dealer of one realm reaches the other workers: through the broker of
+    the server whose session joined the realm first (:meth:`bind`), else the one of the
+    server running the current task."""
+
+    __slots__ = ("_cluster", "_realm", "_warned")
+
+    def __init__(self, realm: str) -> None:
+        self._realm = realm
+        self._cluster: MessageBroker | None = None
+        self._warned = False
+
+    def bind(self, cluster: MessageBroker) -> None:
+        """Reach the other workers through ``cluster``; later calls change nothing."""
+        if self._cluster is None:
+            self._cluster = cluster
+
+    def others(self) -> MessageBroker | None:
+        """The broker to the other workers, or ``None`` when there are none."""
+        cluster = self._cluster
+        if cluster is None:
+            cluster = self._cluster = current_broker()
+            if cluster is None and not self._warned:
+                # Driven from outside any server before any session joined: whether other
+                # workers exist cannot be known, and they would be left out silently.
+                self._warned = True
+                logger.warning(
+                    "realm %s used outside a server before any session joined: other "
+                    "workers are not reached (broadcast from a handler, a timer or "
+                    "call_soon_threadsafe)",
+                    self._realm,
+                )
+        return cluster if cluster is not None and cluster.distributed else None
 
 
 class Route:

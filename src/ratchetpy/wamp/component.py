@@ -112,8 +112,7 @@ class WampComponent:
 
         Answer with ``conn.call_result(call_id, ...)`` or ``conn.call_error(call_id, ...)``,
         now or later, or raise :class:`WampError`. The default routes the call to the callee
-        that registered ``procedure`` (``procedure.call(conn, call_id, args, kwargs)``),
-        answering ``wamp.error.no_such_procedure`` when there is none.
+        that registered ``procedure`` on any worker (``return procedure.call(conn, call_id,
+        args, kwargs)``), answering ``wamp.error.no_such_procedure`` when there is none.
         """
-        procedure.call(conn, call_id, args, kwargs)
-        return None
+        return procedure.call(conn, call_id, args, kwargs)

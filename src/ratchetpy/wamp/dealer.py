@@ -7,20 +7,35 @@ call id -> (callee, invocation id), ``None`` while the component answers the cal
 the callee's side the invocation id -> (caller, call id). Whichever side leaves first clears
 both, so a vanished peer leaves nothing behind and a late YIELD for a departed caller is
 dropped. The dealer is also the realm's :class:`~ratchetpy.wamp.ProcedureManager`: a read-only
-mapping of the registered procedures that a :class:`~ratchetpy.wamp.Procedure` asks.
+mapping of the procedures registered on this worker, which a :class:`~ratchetpy.wamp.Procedure`
+asks.
+
+With other workers (a distributed broker), a registration is also owned by this worker
+cluster-wide (see :mod:`~ratchetpy.wamp.cluster_rpc`), so ``procedure_already_exists`` holds
+across workers, and a call to a procedure registered elsewhere is sent to the owner's worker.
+There the callee is invoked as for a local caller, with a :class:`_RemoteCaller` as the
+caller's leg; the caller's worker keeps a :class:`_RemoteCall` until the answer comes back,
+the callee's worker is gone from the registry (the caller gets ``wamp.error.canceled``), or
+the broker lost messages of this worker's channel (``ratchetpy.error.broker_unavailable``):
+a call never hangs on a worker that died.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from typing import Any
 
+from ..broker import MessageBroker
 from ..components.base import MaybeAwaitable
-from ..exceptions import EncodeError, LocalProtocolError
+from ..exceptions import BrokerError, EncodeError, LocalProtocolError
 from ._flow import answer_failure, run_handler
+from .cluster import ClusterReach
+from .cluster_rpc import ClusterCall, ClusterReply, decode, procedure_key, rpc_channel
 from .component import WampComponent
 from .messages import (
+    BROKER_UNAVAILABLE,
     CALL,
     CANCELED,
     INVALID_ARGUMENT,
@@ -52,6 +67,51 @@ logger = logging.getLogger("ratchetpy.wamp")
 _Leg = tuple[WampConnection, int]
 
 
+class _RemoteCall:
+    """A call of a session of this worker, sent to the callee's worker (``worker``) as ``ref``."""
+
+    __slots__ = ("call_id", "caller", "pending", "ref", "worker")
+
+    def __init__(
+        self,
+        caller: WampConnection,
+        call_id: int,
+        pending: tuple[MessageBroker, str, list[Any], dict[str, Any]],
+    ) -> None:
+        self.caller = caller
+        self.call_id = call_id
+        self.pending: tuple[MessageBroker, str, list[Any], dict[str, Any]] | None = pending
+        self.ref = 0  # until it is sent
+        self.worker = ""
+
+
+class _Forward:
+    """What routing a call to another worker returns: awaiting it sends the call (once).
+
+    Not a coroutine, so that one never awaited (``procedure.call(...)`` in a plain
+    ``on_call`` that does not return it) is no error: the dealer sends it once ``on_call``
+    returned."""
+
+    __slots__ = ("dealer", "remote")
+
+    def __init__(self, dealer: Dealer, remote: _RemoteCall) -> None:
+        self.dealer = dealer
+        self.remote = remote
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return self.dealer._forward(self.remote).__await__()
+
+
+class _RemoteCaller:
+    """The caller's leg of an invocation made for another worker's call ``ref``."""
+
+    __slots__ = ("ref", "worker")
+
+    def __init__(self, worker: str, ref: int) -> None:
+        self.worker = worker
+        self.ref = ref
+
+
 class Dealer(Mapping[str, Procedure]):
     """The dealer of ``realm``: asks ``component`` about each registration and call.
 
@@ -77,10 +137,18 @@ class Dealer(Mapping[str, Procedure]):
         # each callee's registrations: registration id -> procedure URI
         self._of_session: dict[WampConnection, dict[int, str]] = {}
         # each caller's open calls: call id -> None while the component answers it, else the
-        # callee leg it was forwarded to
-        self._calls: dict[WampConnection, dict[int, _Leg | None]] = {}
+        # callee leg it was forwarded to (on this worker or another)
+        self._calls: dict[WampConnection, dict[int, _Leg | _RemoteCall | None]] = {}
         # each callee's invocations: invocation id -> the caller leg
-        self._invocations: dict[WampConnection, dict[int, _Leg]] = {}
+        self._invocations: dict[WampConnection, dict[int, _Leg | _RemoteCaller]] = {}
+        # with other workers: procedures being acquired cluster-wide, the calls sent to other
+        # workers by ref, and how many of those each worker has (watched while it has any)
+        self._reach = ClusterReach(realm.name)
+        self._reserved: set[str] = set()
+        self._remote: dict[int, _RemoteCall] = {}
+        self._refs = itertools.count(1)
+        self._awaiting: dict[str, int] = {}
+        self._listening: MessageBroker | None = None
 
     def __repr__(self) -> str:
         return f"<Dealer of {self.realm.name!r}: {len(self._registered)} procedures>"
@@ -117,32 +185,31 @@ class Dealer(Mapping[str, Procedure]):
         call_id: int,
         args: list[Any],
         kwargs: dict[str, Any],
-    ) -> None:
+    ) -> MaybeAwaitable:
         calls = self._calls.get(caller)
         if calls is None or calls.get(call_id, False) is not None:
-            return  # answered already, forwarded already, or never opened
+            return None  # answered already, forwarded already, or never opened
         registered = self._registered.get(uri)
+        if registered is None:
+            cluster = self._reach.others()
+            if cluster is not None:
+                remote = calls[call_id] = _RemoteCall(caller, call_id, (cluster, uri, args, kwargs))
+                return _Forward(self, remote)
         if registered is None or not registered[0].joined:
             caller.call_error(call_id, NO_SUCH_PROCEDURE, f"no callee registered for {uri}")
-            return
+            return None
         callee, registration_id = registered
-        invocations = self._invocations.setdefault(callee, {})
-        if len(invocations) >= self.max_pending_calls:
-            caller.call_error(
-                call_id, LIMIT_EXCEEDED, f"the callee of {uri} has too many calls in flight"
-            )
-            return
-        invocation_id = callee.next_request_id()
-        message = Invocation(invocation_id, registration_id, {}, args, kwargs)
-        try:
-            callee.send_message(message.to_list())
-        except EncodeError as exc:
-            caller.call_error(
-                call_id, INVALID_ARGUMENT, f"arguments cannot reach the callee: {exc}"
-            )
-            return
-        invocations[invocation_id] = (caller, call_id)
-        calls[call_id] = (callee, invocation_id)
+        invoked = self._invoke(callee, registration_id, args, kwargs, (caller, call_id))
+        if isinstance(invoked, tuple):
+            caller.call_error(call_id, *invoked)
+        else:
+            calls[call_id] = (callee, invoked)
+        return None
+
+    def bind(self, cluster: MessageBroker) -> None:
+        """Reach the other workers through ``cluster`` (the broker of the server whose
+        session joined first); later calls change nothing."""
+        self._reach.bind(cluster)
 
     def close_call(self, caller: WampConnection, call_id: int) -> None:
         calls = self._calls.get(caller, {})
@@ -189,15 +256,17 @@ class Dealer(Mapping[str, Procedure]):
             if self._taken(session, message):  # while on_register awaited
                 return None
             registration_id = IdGenerator.random()
-            self._registered[message.procedure] = (session, registration_id)
-            self._of_session.setdefault(session, {})[registration_id] = message.procedure
-            session.send_message([REGISTERED, message.request_id, registration_id])
+            cluster = self._reach.others()
+            if cluster is not None:
+                self._reserved.add(message.procedure)
+                return self._register_across(cluster, session, message, registration_id)
+            self._registered_now(session, message, registration_id)
             return None
 
         procedure = Procedure(message.procedure, self.realm)
         return run_handler(self.component.on_register, (session, procedure), done)
 
-    def unregister(self, session: WampConnection, message: Unregister) -> None:
+    def unregister(self, session: WampConnection, message: Unregister) -> MaybeAwaitable:
         uri = self._of_session.get(session, {}).pop(message.registration_id, None)
         if uri is None:
             session.send_error(
@@ -206,9 +275,18 @@ class Dealer(Mapping[str, Procedure]):
                 NO_SUCH_REGISTRATION,
                 [f"no registration {message.registration_id} in this session"],
             )
-            return
+            return None
         self._forget_registration(uri, session)
-        session.send_message([UNREGISTERED, message.request_id])
+        cluster = self._reach.others()
+        if cluster is None:
+            session.send_message([UNREGISTERED, message.request_id])
+            return None
+
+        async def release() -> None:
+            await self._release(cluster, [uri])
+            session.send_message([UNREGISTERED, message.request_id])
+
+        return release()
 
     def call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
         call_id = message.request_id
@@ -219,9 +297,12 @@ class Dealer(Mapping[str, Procedure]):
         calls[call_id] = None
 
         def done(exc: Exception | None) -> MaybeAwaitable:
-            if exc is None:
-                return None
             open_calls = self._calls.get(session, {})
+            if exc is None:
+                forwarded = open_calls.get(call_id)
+                if isinstance(forwarded, _RemoteCall) and forwarded.pending is not None:
+                    return self._forward(forwarded)  # routed, and what it returned dropped
+                return None
             answer = open_calls.get(call_id, False) is None and not session.closed
             if answer:
                 del open_calls[call_id]
@@ -235,6 +316,11 @@ class Dealer(Mapping[str, Procedure]):
         caller_leg = self._take_invocation(session, message.request_id)
         if caller_leg is None:
             return
+        if isinstance(caller_leg, _RemoteCaller):
+            self._reply(
+                caller_leg, ClusterReply(caller_leg.ref, None, message.args, message.kwargs)
+            )
+            return
         caller, call_id = caller_leg
         try:
             caller.send_message(Result(call_id, {}, message.args, message.kwargs).to_list())
@@ -246,32 +332,63 @@ class Dealer(Mapping[str, Procedure]):
         caller_leg = self._take_invocation(session, message.request_id)
         if caller_leg is None:
             return
+        if isinstance(caller_leg, _RemoteCaller):
+            answer = ClusterReply(caller_leg.ref, message.error, message.args, message.kwargs)
+            self._reply(caller_leg, answer)
+            return
         caller, call_id = caller_leg
         try:
             caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
         except EncodeError as exc:
             caller.send_error(CALL, call_id, message.error, [f"error details lost: {exc}"])
 
-    def remove(self, session: WampConnection) -> None:
+    def remove(self, session: WampConnection) -> MaybeAwaitable:
         """``session`` left: drop its registrations, fail the calls it was serving and forget
-        the ones it made."""
-        for uri in self._of_session.pop(session, {}).values():
+        the ones it made. With other workers, what is returned gives up the registrations'
+        ownership (awaited, it keeps the next registration from being refused)."""
+        uris = list(self._of_session.pop(session, {}).values())
+        for uri in uris:
             self._forget_registration(uri, session)
-        for caller, call_id in self._invocations.pop(session, {}).values():
+        left = "the callee left before answering"
+        for caller_leg in self._invocations.pop(session, {}).values():
+            if isinstance(caller_leg, _RemoteCaller):
+                self._reply(caller_leg, ClusterReply(caller_leg.ref, CANCELED, [left], {}))
+                continue
+            caller, call_id = caller_leg
             calls = self._calls.get(caller)
             if calls is not None and calls.get(call_id) is not None:
                 calls[call_id] = None  # reopen, so that call_error may answer it
-                caller.call_error(call_id, CANCELED, "the callee left before answering")
+                caller.call_error(call_id, CANCELED, left)
         for forwarded in self._calls.pop(session, {}).values():
-            if forwarded is not None:
+            if isinstance(forwarded, _RemoteCall):
+                self._forget_remote(forwarded)
+            elif forwarded is not None:
                 callee, invocation_id = forwarded
                 self._invocations.get(callee, {}).pop(invocation_id, None)
+        cluster = self._reach.others()
+        return None if cluster is None or not uris else self._release(cluster, uris)
+
+    def detach(self) -> None:
+        """The realm is gone (nobody is in it): stop receiving its calls and answers."""
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            listening.unlisten(rpc_channel(self.realm.name, listening.worker_id), self._received)
+
+    def missed(self, channel: str) -> None:
+        """Messages of ``channel`` may have been lost (the broker reconnected): if it is this
+        worker's, answers to the calls sent away may be among them, and those calls fail."""
+        listening = self._listening
+        if listening is None or channel != rpc_channel(self.realm.name, listening.worker_id):
+            return
+        for remote in list(self._remote.values()):
+            why = "the broker between workers lost messages: the answer may have been lost"
+            self._fail_remote(remote, BROKER_UNAVAILABLE, why)
 
     # -- internals -----------------------------------------------------------------------------
 
     def _taken(self, session: WampConnection, message: Register) -> bool:
         """Answer ``procedure_already_exists`` if another session has the procedure."""
-        if message.procedure not in self._registered:
+        if message.procedure not in self._registered and message.procedure not in self._reserved:
             return False
         session.send_error(
             REGISTER,
@@ -286,7 +403,37 @@ class Dealer(Mapping[str, Procedure]):
         if registered is not None and registered[0] is session:
             del self._registered[uri]
 
-    def _take_invocation(self, callee: WampConnection, invocation_id: int) -> _Leg | None:
+    def _registered_now(
+        self, session: WampConnection, message: Register, registration_id: int
+    ) -> None:
+        self._registered[message.procedure] = (session, registration_id)
+        self._of_session.setdefault(session, {})[registration_id] = message.procedure
+        session.send_message([REGISTERED, message.request_id, registration_id])
+
+    def _invoke(
+        self,
+        callee: WampConnection,
+        registration_id: int,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        caller_leg: _Leg | _RemoteCaller,
+    ) -> int | tuple[str, str]:
+        """Send ``callee`` an INVOCATION: its id, or the error the caller gets instead."""
+        invocations = self._invocations.setdefault(callee, {})
+        if len(invocations) >= self.max_pending_calls:
+            return LIMIT_EXCEEDED, "the callee has too many calls in flight"
+        invocation_id = callee.next_request_id()
+        message = Invocation(invocation_id, registration_id, {}, args, kwargs)
+        try:
+            callee.send_message(message.to_list())
+        except EncodeError as exc:
+            return INVALID_ARGUMENT, f"arguments cannot reach the callee: {exc}"
+        invocations[invocation_id] = caller_leg
+        return invocation_id
+
+    def _take_invocation(
+        self, callee: WampConnection, invocation_id: int
+    ) -> _Leg | _RemoteCaller | None:
         """The caller and call id a YIELD or ERROR from ``callee`` answers, if still wanted."""
         caller_leg = self._invocations.get(callee, {}).pop(invocation_id, None)
         if caller_leg is None:
@@ -296,9 +443,176 @@ class Dealer(Mapping[str, Procedure]):
                 invocation_id,
             )
             return None
+        if isinstance(caller_leg, _RemoteCaller):
+            return caller_leg
         caller, call_id = caller_leg
         calls = self._calls.get(caller)
         if calls is None or calls.get(call_id) != (callee, invocation_id):
             return None
         del calls[call_id]
         return caller_leg
+
+    # -- across workers ------------------------------------------------------------------------
+
+    async def _listen(self, cluster: MessageBroker) -> None:
+        """Receive this worker's calls and answers from now on (a checkpoint; BrokerError if
+        the broker does not confirm it)."""
+        channel = rpc_channel(self.realm.name, cluster.worker_id)
+        if self._listening is None:
+            self._listening = cluster
+            cluster.listen(channel, self._received)
+        await cluster.wait_listening(channel)
+
+    async def _register_across(
+        self,
+        cluster: MessageBroker,
+        session: WampConnection,
+        message: Register,
+        registration_id: int,
+    ) -> None:
+        uri = message.procedure
+        key = procedure_key(self.realm.name, uri)
+        try:
+            try:
+                await self._listen(cluster)
+                won = await cluster.acquire(key, b"%d" % registration_id)
+            except BrokerError as exc:
+                why = [f"{uri} could not be registered across workers: {exc}"]
+                session.send_error(REGISTER, message.request_id, BROKER_UNAVAILABLE, why)
+                return
+            if not won:
+                why = [f"{uri} is registered already (on another worker)"]
+                session.send_error(REGISTER, message.request_id, PROCEDURE_ALREADY_EXISTS, why)
+                return
+        finally:
+            self._reserved.discard(uri)
+        if session.closed or not self.realm.has(session):
+            await self._release(cluster, [uri])  # left while it was being acquired
+            return
+        self._registered_now(session, message, registration_id)
+
+    async def _release(self, cluster: MessageBroker, uris: list[str]) -> None:
+        for uri in uris:
+            try:
+                await cluster.release(procedure_key(self.realm.name, uri))
+            except BrokerError as exc:
+                # Its calls get no_such_procedure from here until this worker stops.
+                logger.warning("could not release %s for the other workers: %s", uri, exc)
+
+    async def _forward(self, remote: _RemoteCall) -> None:
+        """Send ``remote`` to the worker of its procedure's callee, or answer why not; once.
+        A checkpoint."""
+        if remote.pending is None:
+            return
+        (cluster, uri, args, kwargs), remote.pending = remote.pending, None
+        try:
+            await self._listen(cluster)  # before the answer can come
+            found = await cluster.owner(procedure_key(self.realm.name, uri))
+            if not self._is_open(remote):
+                return  # the caller left meanwhile
+            if found is None or not found[1].isdigit():
+                self._fail_remote(remote, NO_SUCH_PROCEDURE, f"no callee registered for {uri}")
+                return
+            worker, registration_id = found[0], int(found[1])
+            ref = next(self._refs)
+            call = ClusterCall(ref, cluster.worker_id, uri, registration_id, args, kwargs)
+            try:
+                body = call.encode()
+            except EncodeError as exc:
+                self._fail_remote(remote, INVALID_ARGUMENT, f"arguments cannot cross: {exc}")
+                return
+            remote.ref, remote.worker = ref, worker
+            self._remote[ref] = remote
+            if self._awaiting.get(worker, 0) == 0:
+                cluster.watch(worker, self._worker_gone)
+            self._awaiting[worker] = self._awaiting.get(worker, 0) + 1
+            receivers = await cluster.publish(rpc_channel(self.realm.name, worker), body)
+        except BrokerError as exc:
+            self._fail_remote(remote, BROKER_UNAVAILABLE, f"the call cannot cross workers: {exc}")
+            return
+        if receivers == 0:
+            why = (
+                f"the worker of the callee of {uri} does not listen: it stopped or lost the broker"
+            )
+            self._fail_remote(remote, NO_SUCH_PROCEDURE, why)
+
+    def _received(self, body: bytes) -> None:
+        """A call for a callee of this worker, or the answer to a call sent away."""
+        try:
+            message = decode(body)
+        except ValueError as exc:
+            logger.warning(
+                "dropped a message of realm %s from another worker: %s", self.realm.name, exc
+            )
+            return
+        if isinstance(message, ClusterCall):
+            self._invoke_for(message)
+            return
+        remote = self._remote.get(message.ref)
+        if remote is None or not self._is_open(remote):
+            return  # failed already (its worker seemed gone), or the caller left
+        self._forget_remote(remote)
+        caller, call_id = remote.caller, remote.call_id
+        del self._calls[caller][call_id]
+        try:
+            if message.error is None:
+                caller.send_message(Result(call_id, {}, message.args, message.kwargs).to_list())
+            else:
+                caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
+        except EncodeError as exc:
+            caller.send_error(
+                CALL, call_id, INVALID_ARGUMENT, [f"the answer cannot reach you: {exc}"]
+            )
+
+    def _invoke_for(self, call: ClusterCall) -> None:
+        caller_leg = _RemoteCaller(call.reply_to, call.ref)
+        registered = self._registered.get(call.procedure)
+        if registered is None or registered[1] != call.registration_id or not registered[0].joined:
+            missing = [f"no callee registered for {call.procedure}"]
+            self._reply(caller_leg, ClusterReply(call.ref, NO_SUCH_PROCEDURE, missing, {}))
+            return
+        invoked = self._invoke(
+            registered[0], call.registration_id, call.args, call.kwargs, caller_leg
+        )
+        if isinstance(invoked, tuple):
+            error, why = invoked
+            self._reply(caller_leg, ClusterReply(call.ref, error, [why], {}))
+
+    def _reply(self, caller_leg: _RemoteCaller, answer: ClusterReply) -> None:
+        """Send the answer to a call of another worker (a refusal is logged by the broker; the
+        caller's worker then fails the call once it notices)."""
+        listening = self._listening
+        if listening is None:
+            return  # never listened: no call can have come from another worker
+        try:
+            body = answer.encode()
+        except EncodeError as exc:
+            why = [f"the answer cannot reach the caller: {exc}"]
+            body = ClusterReply(answer.ref, INVALID_ARGUMENT, why, {}).encode()
+        listening.publish_nowait(rpc_channel(self.realm.name, caller_leg.worker), body)
+
+    def _is_open(self, remote: _RemoteCall) -> bool:
+        return self._calls.get(remote.caller, {}).get(remote.call_id) is remote
+
+    def _fail_remote(self, remote: _RemoteCall, error: str, why: str) -> None:
+        self._forget_remote(remote)
+        calls = self._calls.get(remote.caller)
+        if calls is not None and calls.get(remote.call_id) is remote:
+            calls[remote.call_id] = None  # reopen, so that call_error may answer it
+            remote.caller.call_error(remote.call_id, error, why)
+
+    def _forget_remote(self, remote: _RemoteCall) -> None:
+        if self._remote.pop(remote.ref, None) is None:
+            return
+        left = self._awaiting[remote.worker] - 1
+        if left:
+            self._awaiting[remote.worker] = left
+            return
+        del self._awaiting[remote.worker]
+        if self._listening is not None:
+            self._listening.unwatch(remote.worker, self._worker_gone)
+
+    def _worker_gone(self, worker: str) -> None:
+        why = f"the callee's worker ({worker}) stopped before answering"
+        for remote in [r for r in self._remote.values() if r.worker == worker]:
+            self._fail_remote(remote, CANCELED, why)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
+from ..components.base import MaybeAwaitable
 from ..components.connection import Connection, Timer
 from .cluster import Route
 from .messages import (
@@ -153,8 +154,9 @@ class ProcedureManager(Protocol):
         call_id: int,
         args: list[Any],
         kwargs: dict[str, Any],
-    ) -> None:
-        """Pass the open call ``call_id`` of ``caller`` on to the callee of ``uri``."""
+    ) -> MaybeAwaitable:
+        """Pass the open call ``call_id`` of ``caller`` on to the callee of ``uri``; an
+        awaitable if it goes to another worker."""
         ...
 
     def close_call(self, caller: WampConnection, call_id: int) -> None:
@@ -272,13 +274,18 @@ class Procedure:
         call_id: int,
         args: list[Any] | None = None,
         kwargs: dict[str, Any] | None = None,
-    ) -> None:
+    ) -> MaybeAwaitable:
         """Route an open call to the registered callee (what the default ``on_call`` does).
 
         Without a callee the caller gets ``wamp.error.no_such_procedure``. The callee's YIELD
         or ERROR becomes the caller's RESULT or ERROR. Not a checkpoint.
+
+        With other workers, a callee registered on another one is reached through the broker:
+        then an awaitable is returned, which sends the call. Return it from ``on_call`` (or
+        await it there); if ``on_call`` drops it, the router sends the call once ``on_call``
+        returned. Routing a call later (from a timer) requires awaiting it.
         """
-        self.realm.procedures.route(self.id, caller, call_id, args or [], kwargs or {})
+        return self.realm.procedures.route(self.id, caller, call_id, args or [], kwargs or {})
 
 
 # -- realms -------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
 from .._version import __version__
-from ..broker import MemoryBroker, current_broker
+from ..broker import MemoryBroker, MessageBroker, current_broker
 from ..components.base import MaybeAwaitable, MessageComponent, report_error
 from ..components.connection import Connection, Timer
 from ..exceptions import InvalidUri, ProtocolViolation, SerializationError, WampError
@@ -134,6 +134,7 @@ class WampServer(MessageComponent):
         self._hello_timers: dict[WampConnection, Timer] = {}
         self._sessions: dict[int, WampConnection] = {}
         self._by_user: dict[str, dict[WampConnection, None]] = {}
+        self._hooked: list[MessageBroker] = []  # brokers that tell this router what was missed
 
     # -- server-side API -------------------------------------------------------------------
 
@@ -300,6 +301,10 @@ class WampServer(MessageComponent):
 
         return Realm(name, broker, dealer)
 
+    def _missed(self, channel: str) -> None:
+        for realm in list(self._realms.values()):
+            _dealer(realm).missed(channel)
+
     def _await_hello(self, session: WampConnection) -> None:
         """``session`` is the one on its WebSocket now; it has ``hello_timeout`` to join."""
         ws = session.websocket
@@ -366,7 +371,12 @@ class WampServer(MessageComponent):
         # The realm reaches the other workers through its server's broker, known here. A
         # session joins outside any server only when the router is driven by hand (tests):
         # nothing serves, so there are no other workers.
-        _broker(kept).bind(current_broker() or _NO_OTHER_WORKERS)
+        cluster = current_broker() or _NO_OTHER_WORKERS
+        _broker(kept).bind(cluster)
+        _dealer(kept).bind(cluster)
+        if cluster.distributed and cluster not in self._hooked:
+            self._hooked.append(cluster)
+            cluster.on_missed(self._missed)
         authid = session.authid
         if authid is not None:
             self._by_user.setdefault(authid, {})[session] = None
@@ -403,7 +413,7 @@ class WampServer(MessageComponent):
                 if not same_user:
                     del self._by_user[session.authid]
         topics = _broker(realm).remove(session)
-        _dealer(realm).remove(session)
+        released = _dealer(realm).remove(session)
         if (
             self._open_realms
             and not realm.sessions
@@ -411,6 +421,7 @@ class WampServer(MessageComponent):
             and self._realms.get(realm.name) is realm
         ):
             del self._realms[realm.name]  # memory follows the realms in use
+            _dealer(realm).detach()
         component = self.component
         log_only = log_failure(component, session)
 
@@ -424,7 +435,7 @@ class WampServer(MessageComponent):
 
             return run_handler(component.on_close, (session,), done)
 
-        return sequence([*(unsubscribed(topic) for topic in topics), closed])
+        return sequence([lambda: released, *(unsubscribed(topic) for topic in topics), closed])
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -467,8 +478,7 @@ class WampServer(MessageComponent):
         return _dealer(session.realm).register(session, message)
 
     def _unregister(self, session: WampConnection, message: Unregister) -> MaybeAwaitable:
-        _dealer(session.realm).unregister(session, message)
-        return None
+        return _dealer(session.realm).unregister(session, message)
 
     def _call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
         return _dealer(session.realm).call(session, message)
