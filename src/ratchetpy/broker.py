@@ -40,6 +40,19 @@ The interface is small on purpose, so that another engine (NATS) fits behind it:
 ``watch(worker_id, callback)`` / ``unwatch(worker_id, callback)``
     ``callback(worker_id)`` once ``worker_id`` is gone from the registry (it left, or its
     announcement expired): what fails a call whose callee's worker died.
+``present(scope, member, user=, info=)``, ``absent(scope, member)``, ``presence(scope)``,
+``presence_count(scope)`` (the last two awaitable)
+    Presence: who is in a ``scope`` (a group, a WAMP realm's sessions) on any worker.
+    ``present`` / ``absent`` record this worker's members and do not wait (the engine writes
+    them in order, and writes everything again after an outage); ``presence`` lists the
+    members of every live worker as :class:`PresenceEntry` s, ``presence_count`` counts them.
+    A worker that died takes its members with it within the registry's ``ttl``; one that
+    leaves takes them at once.
+``on_presence(scope, callback)`` / ``off_presence(scope, callback)``
+    ``callback(event)`` with a :class:`PresenceEvent` when a member joins or leaves ``scope``
+    on any worker (also when it died with its worker), and when a user comes online in it
+    (their first member on any worker) or goes offline (their last one left): once per
+    user, not once per tab. Every worker listening sees the events in the same order.
 ``on_missed(callback)``
     ``callback(channel)`` when messages of ``channel`` may have been missed (after a
     reconnection, or a gap in a worker's sequence): at most once is what Redis gives.
@@ -63,21 +76,92 @@ No trio here: :class:`MemoryBroker` needs none, and the Redis engine lives in th
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 __all__ = [
     "Handler",
     "MemoryBroker",
     "MessageBroker",
+    "PresenceEntry",
+    "PresenceEvent",
     "Started",
     "current_broker",
+    "presence_channel",
     "serving_broker",
 ]
 
+logger = logging.getLogger("ratchetpy.broker")
+
 #: Called with the body of each message of a channel, in order; must not block.
 Handler = Callable[[bytes], object]
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEntry:
+    """One member of presence scope ``scope``: on which worker, its id there, the user it is
+    (or ``None``) and what it said about itself (``info``, text of its own format)."""
+
+    scope: str
+    worker: str
+    member: str
+    user: str | None
+    info: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceEvent:
+    """What changed in ``scope``: member ``member`` (with its ``user`` and ``info``) joined or
+    left, or user ``user`` came online (its first member anywhere) or went offline (its last
+    one left). ``member`` is ``None`` and ``info`` empty for the users' events."""
+
+    kind: Literal["join", "leave", "online", "offline"]
+    scope: str
+    user: str | None
+    member: str | None = None
+    info: str = ""
+
+    def encode(self) -> bytes:
+        """The body on :func:`presence_channel`: ``[kind, user, member, info]``."""
+        return json.dumps([self.kind, self.user, self.member, self.info]).encode()
+
+    @classmethod
+    def decode(cls, scope: str, body: bytes) -> PresenceEvent:
+        """Read a body of ``scope``'s presence channel; ValueError if it is not one."""
+        try:
+            kind, user, member, info = json.loads(body)
+        except (ValueError, TypeError):
+            raise ValueError(f"not a presence event: {body[:80]!r}") from None
+        # (An empty string for "none": what the Redis scripts send.)
+        user, member = user or None, member or None
+        if (
+            kind not in _KINDS
+            or not isinstance(user or "", str)
+            or not isinstance(member or "", str)
+            or not isinstance(info, str)
+            or (member is None) != (kind in ("online", "offline"))
+            or (user is None and kind in ("online", "offline"))
+        ):
+            raise ValueError(f"not a presence event: {body[:80]!r}")
+        return cls(kind, scope, user, member, info)
+
+
+_KINDS = ("join", "leave", "online", "offline")
+
+
+def presence_channel(scope: str) -> str:
+    """The channel of ``scope``'s :class:`PresenceEvent` s."""
+    return f"presence:{scope}"
+
+
+def check_user(user: str | None) -> None:
+    """A user id presence can store: ValueError for an empty one or one with a newline."""
+    if user is not None and (not user or "\n" in user):
+        raise ValueError(f"a user id for presence is non-empty and has no newline: {user!r}")
 
 
 class Started(Protocol):
@@ -151,6 +235,35 @@ class MessageBroker(Protocol):
         """Forget a :meth:`watch` (harmless if there is none). Not a checkpoint."""
         ...
 
+    def present(self, scope: str, member: str, *, user: str | None = None, info: str = "") -> None:
+        """``member`` of this worker is in ``scope`` (again: ``info`` is replaced). Not a
+        checkpoint; ValueError for a user id that :func:`check_user` refuses."""
+        ...
+
+    def absent(self, scope: str, member: str) -> None:
+        """``member`` of this worker left ``scope`` (harmless if it was not there). Not a
+        checkpoint."""
+        ...
+
+    async def presence(self, scope: str) -> list[PresenceEntry]:
+        """The members of ``scope`` on every live worker. A checkpoint; BrokerError if the
+        broker could not tell."""
+        ...
+
+    async def presence_count(self, scope: str) -> int:
+        """How many members ``scope`` has on every live worker. A checkpoint; BrokerError if
+        the broker could not tell."""
+        ...
+
+    def on_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        """Call ``callback`` with each user's coming online and going offline in ``scope``.
+        Not a checkpoint."""
+        ...
+
+    def off_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        """Forget an :meth:`on_presence` (harmless if there is none). Not a checkpoint."""
+        ...
+
     def on_missed(self, callback: Callable[[str], object]) -> None:
         """Call ``callback(channel)`` when messages of ``channel`` may have been missed."""
         ...
@@ -204,6 +317,9 @@ class MemoryBroker:
         self._listeners: dict[str, list[Handler]] = {}
         self._info: bytes | None = None  # what this worker announced (it is all of them)
         self._owned: dict[str, bytes] = {}
+        self._members: dict[str, dict[str, tuple[str | None, str]]] = {}
+        self._tabs: dict[str, dict[str, int]] = {}  # scope -> user -> members
+        self._presence_callbacks: dict[str, list[Callable[[PresenceEvent], object]]] = {}
 
     def listen(self, channel: str, handler: Handler) -> None:
         self._listeners.setdefault(channel, []).append(handler)
@@ -244,8 +360,70 @@ class MemoryBroker:
     def unwatch(self, worker_id: str, callback: Callable[[str], object]) -> None:
         return None
 
+    def present(self, scope: str, member: str, *, user: str | None = None, info: str = "") -> None:
+        check_user(user)
+        members = self._members.setdefault(scope, {})
+        before = members.get(member)
+        members[member] = (user, info)
+        if before is not None and before[0] == user:
+            return  # new info only
+        if before is not None:
+            self._left(scope, member, before[0])
+        self._tell(PresenceEvent("join", scope, user, member, info))
+        if user is not None:
+            tabs = self._tabs.setdefault(scope, {})
+            tabs[user] = tabs.get(user, 0) + 1
+            if tabs[user] == 1:
+                self._tell(PresenceEvent("online", scope, user))
+
+    def absent(self, scope: str, member: str) -> None:
+        members = self._members.get(scope, {})
+        before = members.pop(member, None)
+        if not members:
+            self._members.pop(scope, None)
+        if before is not None:
+            self._left(scope, member, before[0])
+
+    async def presence(self, scope: str) -> list[PresenceEntry]:
+        return [
+            PresenceEntry(scope, self.worker_id, member, user, info)
+            for member, (user, info) in self._members.get(scope, {}).items()
+        ]
+
+    async def presence_count(self, scope: str) -> int:
+        return len(self._members.get(scope, ()))
+
+    def on_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        self._presence_callbacks.setdefault(scope, []).append(callback)
+
+    def off_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        callbacks = self._presence_callbacks.get(scope, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+        if not callbacks:
+            self._presence_callbacks.pop(scope, None)
+
     def on_missed(self, callback: Callable[[str], object]) -> None:
         return None  # nothing can be missed in one process
+
+    def _left(self, scope: str, member: str, user: str | None) -> None:
+        self._tell(PresenceEvent("leave", scope, user, member))
+        if user is None:
+            return
+        tabs = self._tabs[scope]
+        tabs[user] -= 1
+        if tabs[user] == 0:
+            del tabs[user]
+            if not tabs:
+                del self._tabs[scope]
+            self._tell(PresenceEvent("offline", scope, user))
+
+    def _tell(self, event: PresenceEvent) -> None:
+        for callback in list(self._presence_callbacks.get(event.scope, ())):
+            try:
+                callback(event)
+            except Exception:  # one failing callback stops neither the others nor the caller
+                logger.exception("a presence callback (%r) failed", callback)
 
     async def announce(self, info: bytes, ttl: float) -> None:
         self._info = info  # (one process: valid while it runs)
@@ -256,6 +434,9 @@ class MemoryBroker:
     async def leave(self) -> None:
         self._info = None
         self._owned.clear()
+        for scope, members in list(self._members.items()):
+            for member in list(members):
+                self.absent(scope, member)
 
     async def check(self) -> None:
         return None

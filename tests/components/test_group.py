@@ -6,7 +6,7 @@ has members there. Clients are the websockets library's."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -21,10 +21,12 @@ from ratchetpy import (
     InvalidStateError,
     MessageComponent,
 )
-from ratchetpy.broker import MemoryBroker
+from ratchetpy.broker import MemoryBroker, PresenceEvent
 from ratchetpy.components.group import decode_group_message, encode_group_message
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
+from ratchetpy.testing import RecordingConnection, http_request
+from support.brokers import LinkedBrokers
 from support.redis import RedisProcess
 
 
@@ -172,3 +174,97 @@ async def test_a_body_that_is_no_group_message_is_dropped_and_logged(
             await sender.publish("group:room", encode_group_message("fine"))
             assert await alice.recv() == "fine"
         assert "dropped a message from another worker: not a group message" in caplog.text
+
+
+def connection_of(user: str | None = None) -> RecordingConnection:
+    request = http_request("/room")
+    request.attach(user_id=user)
+    return RecordingConnection(request=request)
+
+
+async def test_who_is_in_a_group_is_known_across_workers_and_told_once_per_user() -> None:
+    here, there = LinkedBrokers(2).brokers
+    room_here, room_there = Group("room", broker=here), Group("room", broker=there)
+    heard: list[tuple[str, str, str]] = []
+
+    def hear(where: str) -> Callable[[PresenceEvent], None]:
+        def heard_it(event: PresenceEvent) -> None:
+            if event.kind in ("online", "offline"):  # (joins and leaves: the next test)
+                heard.append((where, event.kind, event.user))
+
+        return heard_it
+
+    room_here.on_presence(hear("here"))
+    room_there.on_presence(hear("there"))
+    alice_1, alice_2, bob, anonymous = (
+        connection_of("alice"),
+        connection_of("alice"),
+        connection_of("bob"),
+        connection_of(),
+    )
+    room_here.add(alice_1)
+    room_there.add(bob)
+    assert heard == [
+        ("here", "online", "alice"),
+        ("here", "online", "bob"),
+        ("there", "online", "bob"),
+    ]
+    heard.clear()
+    room_there.add(alice_2)  # a second tab: nobody is told
+    room_there.add(anonymous)
+    assert heard == []
+    assert await room_here.count() == 4 and len(room_here) == 1
+    assert await room_there.users() == {"alice", "bob"}
+    assert {(entry.worker, entry.user) for entry in await room_here.members()} == {
+        ("w1", "alice"),
+        ("w2", "alice"),
+        ("w2", "bob"),
+        ("w2", None),
+    }
+
+    room_here.discard(alice_1)  # alice is still there
+    assert heard == [] and await room_there.count() == 3
+    room_there.discard(alice_2)
+    assert heard == [("there", "offline", "alice")]  # (no member here: nobody here to tell)
+    room_there.discard(alice_2)  # harmless twice
+
+
+async def test_a_worker_that_dies_takes_its_members_and_their_users_with_it() -> None:
+    links = LinkedBrokers(2)
+    here, there = links.brokers
+    room_here, room_there = Group("room", broker=here), Group("room", broker=there)
+    heard: list[tuple[str, str | None, str | None]] = []
+    room_here.on_presence(lambda event: heard.append((event.kind, event.user, event.member)))
+    room_here.add(connection_of("alice"))
+    alice, bob = connection_of("alice"), connection_of("bob")
+    room_there.add(alice)
+    room_there.add(bob)
+    assert heard[-2:] == [("join", "bob", str(bob.resource_id)), ("online", "bob", None)]
+    heard.clear()
+    links.kill("w2")
+    assert sorted(heard) == [
+        ("leave", "alice", str(alice.resource_id)),
+        ("leave", "bob", str(bob.resource_id)),
+        ("offline", "bob", None),
+    ]
+    assert await room_here.users() == {"alice"}
+
+
+async def test_in_one_process_presence_is_the_processes_own(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    room = Group("room", broker=MemoryBroker())
+    heard: list[tuple[str, str]] = []
+
+    def failing(event: PresenceEvent) -> None:
+        raise RuntimeError("a bug in a callback")
+
+    room.on_presence(failing)
+    room.on_presence(lambda event: heard.append((event.kind, event.user or "")))
+    alice = connection_of("alice")
+    with caplog.at_level(logging.ERROR, logger="ratchetpy.broker"):
+        room.add(alice)
+    assert "a presence callback" in caplog.text  # logged; the others still hear
+    assert heard == [("join", "alice"), ("online", "alice")] and await room.count() == 1
+    room.discard(alice)
+    assert heard[2:] == [("leave", "alice"), ("offline", "alice")] and await room.count() == 0

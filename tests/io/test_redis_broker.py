@@ -324,6 +324,7 @@ async def test_the_registry_of_live_workers_expires_and_prunes_itself(
         assert 2_000 < await admin.execute("PTTL", "ratchetpy:worker:w2") <= 3_000
         await admin.execute("DEL", "ratchetpy:worker:w2")  # what its expiry does, sooner
         assert await b.workers() == {"w1": b'{"connections": 1}'}
+        await a.announce(b'{"connections": 1}', 3.0)  # reaps what expired
         assert await admin.execute("SMEMBERS", "ratchetpy:workers") == [b"w1"]  # pruned
         await a.leave()  # a graceful stop: gone at once
         assert await b.workers() == {}

@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ratchetpy.broker import Handler, MessageBroker, Started, serving_broker
+from ratchetpy.broker import (
+    Handler,
+    MessageBroker,
+    PresenceEntry,
+    PresenceEvent,
+    Started,
+    check_user,
+    serving_broker,
+)
 from ratchetpy.exceptions import BrokerUnavailable
 
 
@@ -28,6 +36,7 @@ class LinkedBroker:
         self.published: list[tuple[str, bytes]] = []
         self.refused = 0
         self.down = False
+        self.presence_callbacks: dict[str, list[Callable[[PresenceEvent], object]]] = {}
 
     @property
     def healthy(self) -> bool:
@@ -107,6 +116,40 @@ class LinkedBroker:
         if callback in callbacks:
             callbacks.remove(callback)
 
+    def present(self, scope: str, member: str, *, user: str | None = None, info: str = "") -> None:
+        check_user(user)
+        members = self.links.members.setdefault((self.worker_id, scope), {})
+        before = members.pop(member, None)
+        if before is not None and before[0] == user:
+            members[member] = (user, info)
+            return
+        if before is not None:
+            self.links.left(scope, member, before[0])
+        members[member] = (user, info)
+        self.links.tell(PresenceEvent("join", scope, user, member, info))
+        if user is not None and self.links.tabs(scope, user) == 1:
+            self.links.tell(PresenceEvent("online", scope, user))
+
+    def absent(self, scope: str, member: str) -> None:
+        before = self.links.members.get((self.worker_id, scope), {}).pop(member, None)
+        if before is not None:
+            self.links.left(scope, member, before[0])
+
+    async def presence(self, scope: str) -> list[PresenceEntry]:
+        await self._reachable()
+        return self.links.entries(scope)
+
+    async def presence_count(self, scope: str) -> int:
+        return len(await self.presence(scope))
+
+    def on_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        self.presence_callbacks.setdefault(scope, []).append(callback)
+
+    def off_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        callbacks = self.presence_callbacks.get(scope, [])
+        if callback in callbacks:
+            callbacks.remove(callback)
+
     async def announce(self, info: bytes, ttl: float) -> None:
         await trio.lowlevel.checkpoint()
         self.links.announced[self.worker_id] = info
@@ -121,6 +164,10 @@ class LinkedBroker:
         for key, (worker, _) in list(self.links.owned.items()):
             if worker == self.worker_id:
                 del self.links.owned[key]
+        for worker, scope in list(self.links.members):
+            if worker == self.worker_id:
+                for member in list(self.links.members[worker, scope]):
+                    self.absent(scope, member)
 
     async def flush(self, timeout: float) -> int:
         await trio.lowlevel.checkpoint()
@@ -154,12 +201,40 @@ class LinkedBrokers:
         self.dead: set[str] = set()
         self.watchers: dict[str, list[Callable[[str], object]]] = {}
 
+        self.members: dict[tuple[str, str], dict[str, tuple[str | None, str]]] = {}
+
     def kill(self, worker_id: str) -> None:
-        """``worker_id`` died: it receives nothing more, owns nothing, and its watchers hear."""
+        """``worker_id`` died: it receives nothing more, owns nothing, its watchers hear, and
+        its members leave (its users go offline where they are nowhere else)."""
         self.dead.add(worker_id)
         self.announced.pop(worker_id, None)
         for callback in self.watchers.pop(worker_id, []):
             callback(worker_id)
+        for worker, scope in [key for key in self.members if key[0] == worker_id]:
+            for member, (user, _) in self.members.pop((worker, scope)).items():
+                self.left(scope, member, user)
+
+    def entries(self, scope: str) -> list[PresenceEntry]:
+        return [
+            PresenceEntry(scope, worker, member, user, info)
+            for (worker, where), members in self.members.items()
+            if where == scope and worker not in self.dead
+            for member, (user, info) in members.items()
+        ]
+
+    def tabs(self, scope: str, user: str) -> int:
+        return sum(entry.user == user for entry in self.entries(scope))
+
+    def left(self, scope: str, member: str, user: str | None) -> None:
+        self.tell(PresenceEvent("leave", scope, user, member))
+        if user is not None and self.tabs(scope, user) == 0:
+            self.tell(PresenceEvent("offline", scope, user))
+
+    def tell(self, event: PresenceEvent) -> None:
+        for broker in self.brokers:
+            if broker.worker_id not in self.dead:
+                for callback in list(broker.presence_callbacks.get(event.scope, ())):
+                    callback(event)
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 (support.brokers). A procedure registered on one worker is registered for all of them, a call
 from another worker reaches its callee and the answer comes back, and every way the callee or
 the broker can go away answers the caller with a WAMP error instead of leaving it waiting.
-(The same between real worker processes and Redis: tests/io/test_workers.py.)"""
+(The same between real worker processes and Redis: test_real_workers.)"""
 
 from __future__ import annotations
 

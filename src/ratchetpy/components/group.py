@@ -28,14 +28,20 @@ worker that sends, so the others deliver to all of their members.
 
 Without a broker (one process) a group is a set plus :func:`~ratchetpy.broadcast`, and nothing
 else happens.
+
+Who is in the group is known across workers too (the broker's presence, scope
+``group:<name>``): ``await group.count()``, ``await group.members()`` and
+``await group.users()`` cover every worker, and :meth:`Group.on_presence` tells when a user
+comes online in the group (their first connection in it on any worker) or goes offline
+(their last one left, or died with its worker).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
-from ..broker import MessageBroker, current_broker
+from ..broker import MessageBroker, PresenceEntry, PresenceEvent, current_broker
 from ..exceptions import InvalidStateError
 from .connection import Connection
 from .ws_connection import broadcast
@@ -79,7 +85,8 @@ class Group:
     ``__init__`` needs none. Used outside any server's tasks without members (from a task of
     your own beside ``app.serve``) it cannot know: pass ``broker=app.broker`` there.
 
-    ``len(group)``, ``conn in group`` and iteration are about this worker's members.
+    ``len(group)``, ``conn in group`` and iteration are about this worker's members; the
+    awaitable :meth:`count`, :meth:`members` and :meth:`users` about every worker's.
     """
 
     def __init__(self, name: str, *, broker: MessageBroker | None = None) -> None:
@@ -91,6 +98,7 @@ class Group:
         self._members: set[Connection] = set()
         # The broker listened to while this worker has members (to stop listening to it).
         self._listening: MessageBroker | None = None
+        self._presence_callbacks: list[Callable[[PresenceEvent], object]] = []
 
     def __repr__(self) -> str:
         return f"<Group {self.name!r}: {len(self._members)} here>"
@@ -124,11 +132,13 @@ class Group:
         once this worker listens to the group, which for its first member here takes a round
         trip to the broker: ``await join(conn)`` waits for that.
         """
-        self._members.add(conn)
+        broker = self.broker
         if self._listening is None:
-            broker = self.broker
             broker.listen(self.channel, self._received)
+            broker.on_presence(self.channel, self._presence)
             self._listening = broker
+        broker.present(self.channel, str(conn.resource_id), user=conn.user_id)
+        self._members.add(conn)
 
     async def join(self, conn: Connection) -> None:
         """:meth:`add`, then wait until this worker receives the group's messages from the
@@ -141,10 +151,47 @@ class Group:
 
     def discard(self, conn: Connection) -> None:
         """Remove ``conn`` if it is a member (call it from ``on_close``). Not a checkpoint."""
+        if conn not in self._members:
+            return
         self._members.discard(conn)
-        if not self._members and self._listening is not None:
-            self._listening.unlisten(self.channel, self._received)
+        listening = self._listening
+        assert listening is not None  # (it has had a member)
+        listening.absent(self.channel, str(conn.resource_id))
+        if not self._members:
+            listening.unlisten(self.channel, self._received)
+            listening.off_presence(self.channel, self._presence)
             self._listening = None
+
+    async def count(self) -> int:
+        """How many members the group has on every worker. A checkpoint with other workers;
+        :class:`~ratchetpy.BrokerError` if the broker could not tell."""
+        return await self.broker.presence_count(self.channel)
+
+    async def members(self) -> list[PresenceEntry]:
+        """Every worker's members: each :class:`~ratchetpy.broker.PresenceEntry` says the
+        worker, the member (its connection's ``resource_id`` there) and its ``user_id``. A
+        checkpoint with other workers; :class:`~ratchetpy.BrokerError` if the broker could
+        not tell."""
+        return await self.broker.presence(self.channel)
+
+    async def users(self) -> set[str]:
+        """The user ids of every worker's members ("who is in this room"; anonymous members
+        are not in it). As :meth:`members`."""
+        return {entry.user for entry in await self.members() if entry.user is not None}
+
+    def on_presence(self, callback: Callable[[PresenceEvent], object]) -> None:
+        """Call ``callback(event)`` when a user comes online in the group (``event.kind ==
+        "online"``: their first connection in it on any worker) or goes offline (their last
+        left, here or on another worker, or died with its worker); once per user, not per
+        connection. Called while this worker has members. Not a checkpoint."""
+        self._presence_callbacks.append(callback)
+
+    def _presence(self, event: PresenceEvent) -> None:
+        for callback in list(self._presence_callbacks):
+            try:
+                callback(event)
+            except Exception:  # one failing callback stops neither the others nor the group
+                logger.exception("group %s: a presence callback (%r) failed", self.name, callback)
 
     def send(self, message: str | bytes, *, exclude: Iterable[Connection] = ()) -> None:
         """Send ``message`` to every member on every worker but those in ``exclude``.

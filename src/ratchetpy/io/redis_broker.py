@@ -26,12 +26,19 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from ..broker import Handler, MessageBroker
+from ..broker import (
+    Handler,
+    MessageBroker,
+    PresenceEntry,
+    PresenceEvent,
+    presence_channel,
+)
 from ..exceptions import BrokerError, BrokerUnavailable, InvalidStateError, RedisProtocolError
 from ..protocol.envelope import Envelope, SequenceTracker, Verdict
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import RespReader
 from .redis import RedisConnection, call_logged
+from .redis_presence import RedisPresence
 from .redis_publisher import RedisPublisher
 from .redis_subscriber import RedisSubscriber
 
@@ -157,6 +164,12 @@ class RedisBroker:
         self._owned: dict[str, bytes] = {}  # key -> the value stored in Redis
         self._unreleased: dict[str, bytes] = {}  # released while Redis was away: again later
         self._watched: dict[str, list[Callable[[str], object]]] = {}
+        #: This worker's members of presence scopes, mirrored into Redis.
+        self.presence_store = RedisPresence(
+            self.publisher, prefix, self.worker_id, max_queue=max_queue
+        )
+        self._presence_handlers: dict[tuple[str, Callable[[PresenceEvent], object]], Handler] = {}
+        self._announced = False
         self._unseen: set[str] = set()  # watched workers the last lookup missed
         self._running = False
         self._unsent = 0  # queued and not yet passed on or refused
@@ -255,19 +268,49 @@ class RedisBroker:
                 del self._watched[worker_id]
                 self._unseen.discard(worker_id)
 
+    def present(self, scope: str, member: str, *, user: str | None = None, info: str = "") -> None:
+        self.presence_store.present(scope, member, user=user, info=info)
+
+    def absent(self, scope: str, member: str) -> None:
+        self.presence_store.absent(scope, member)
+
+    async def presence(self, scope: str) -> list[PresenceEntry]:
+        return await self.presence_store.presence(scope)
+
+    async def presence_count(self, scope: str) -> int:
+        return await self.presence_store.presence_count(scope)
+
+    def on_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        def handler(body: bytes) -> None:
+            try:
+                event = PresenceEvent.decode(scope, body)
+            except ValueError as exc:
+                self.malformed += 1
+                logger.warning("dropped a message on %s: %s", presence_channel(scope), exc)
+                return
+            callback(event)
+
+        self._presence_handlers[scope, callback] = handler
+        self.listen(presence_channel(scope), handler)
+
+    def off_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
+        handler = self._presence_handlers.pop((scope, callback), None)
+        if handler is not None:
+            self.unlisten(presence_channel(scope), handler)
+
     def on_missed(self, callback: Callable[[str], object]) -> None:
         self._missed_callbacks.append(callback)
 
     async def announce(self, info: bytes, ttl: float) -> None:
         # The key's expiry is the truth (no clocks compared across hosts); the set is only
-        # the index readers start from, pruned by them.
+        # the index readers start from, pruned by the reaping of presence.
         milliseconds = str(max(1, round(ttl * 1000)))
         # What this worker owns is put back if it is missing (a Redis that restarted empty),
         # never over another worker's: NX. What it could not release is released now.
         unreleased = dict(self._unreleased)
-        await self.publisher.commands(
+        replies = await self.publisher.commands(
             [
-                ("SET", self._worker_key(self.worker_id), info, "PX", milliseconds),
+                ("SET", self._worker_key(self.worker_id), info, "PX", milliseconds, "GET"),
                 ("SADD", self.prefix + "workers", self.worker_id),
                 *(("SET", self.prefix + key, stored, "NX") for key, stored in self._owned.items()),
                 *(
@@ -279,15 +322,17 @@ class RedisBroker:
         for key, stored in unreleased.items():
             if self._unreleased.get(key) == stored:
                 del self._unreleased[key]
+        # Announced before, and the key was gone: Redis lost it (restarted, or the outage
+        # outlasted the ttl), and this worker's presence with it.
+        lost = self._announced and replies[0] is None
+        self._announced = True
+        await self.presence_store.refresh(lost=lost)
 
     async def workers(self) -> dict[str, bytes]:
         ids = sorted(await self.publisher.command("SMEMBERS", self.prefix + "workers"))
         if not ids:
             return {}
         infos = await self.publisher.command("MGET", *(self._worker_key(i) for i in ids))
-        gone = [worker for worker, info in zip(ids, infos, strict=True) if info is None]
-        if gone:  # expired (died without leaving): off the index too
-            await self.publisher.command("SREM", self.prefix + "workers", *gone)
         return {
             worker.decode(): info
             for worker, info in zip(ids, infos, strict=True)
@@ -295,6 +340,7 @@ class RedisBroker:
         }
 
     async def leave(self) -> None:
+        await self.presence_store.leave()
         owned, self._owned = {**self._unreleased, **self._owned}, {}
         self._unreleased = {}
         await self.publisher.commands(
@@ -331,10 +377,12 @@ class RedisBroker:
     async def flush(self, timeout: float) -> int:
         """Wait up to ``timeout`` seconds until nothing queued is left unsent (passed on or
         refused); returns how many still were. A checkpoint."""
-        with trio.move_on_after(timeout):
+        deadline = trio.current_time() + timeout
+        with trio.move_on_at(deadline):
             while self._unsent:
                 await self._sent.wait()
-        return self._unsent
+        unwritten = await self.presence_store.flush(max(0.0, deadline - trio.current_time()))
+        return self._unsent + unwritten
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Connect both connections and send what is queued, until cancelled. Reports
@@ -345,6 +393,7 @@ class RedisBroker:
             await nursery.start(self.subscriber.run)
             nursery.start_soon(self._sender)
             nursery.start_soon(self._watcher)
+            nursery.start_soon(self.presence_store.run)
             logger.info("broker: worker %s on %s", self.worker_id, self.address.describe())
             self._running = True
             try:

@@ -32,7 +32,7 @@ from ..components.connection import Connection
 from ..components.ws_connection import broadcast as broadcast_frames
 from ..exceptions import BrokerError
 from ._flow import answer_failure, log_failure, run_handler
-from .cluster import ClusterPublication, ClusterReach, Route, channel_of
+from .cluster import ClusterPublication, ClusterReach, Route, channel_of, subscribers_scope
 from .component import WampComponent
 from .filters import filtered, publish_filters, session_ids
 from .messages import (
@@ -200,6 +200,14 @@ class Broker:
             others.publish_nowait(channel, body)
         return receivers
 
+    def deliver_here(self, uri: str, args: list[Any]) -> int:
+        """Send an event of ``uri`` to this worker's subscribers only (what every worker does
+        with an event all workers learn of themselves: the meta events). Not a checkpoint."""
+        state = self._topics.get(uri)
+        if state is None or not state.sessions:
+            return 0
+        return self._deliver(state, Payload(args, {}, None), (), None, (), None)
+
     def _deliver(
         self,
         state: _Subscribers,
@@ -301,6 +309,11 @@ class Broker:
     ) -> None:
         state.add(session)
         self._of_session.setdefault(session, {})[state.subscription_id] = message.topic
+        presence = self._reach.bound()
+        if presence is not None:  # for wamp.subscription.count_subscribers on any worker
+            presence.present(
+                subscribers_scope(self.realm.name, message.topic), str(session.session_id)
+            )
         session.send_message([SUBSCRIBED, message.request_id, state.subscription_id])
 
     def unsubscribe(self, session: WampConnection, message: Unsubscribe) -> MaybeAwaitable:
@@ -386,6 +399,11 @@ class Broker:
         session joined first); later calls change nothing."""
         self._reach.bind(cluster)
 
+    @property
+    def cluster(self) -> MessageBroker | None:
+        """The broker of this realm's server (presence, other workers), if known yet."""
+        return self._reach.bound()
+
     def _others(self) -> MessageBroker | None:
         return self._reach.others()
 
@@ -458,6 +476,9 @@ class Broker:
     def _remove_subscriber(self, uri: str, session: WampConnection) -> Topic:
         state = self._topics[uri]
         state.discard(session)
+        presence = self._reach.bound()
+        if presence is not None:
+            presence.absent(subscribers_scope(self.realm.name, uri), str(session.session_id))
         self._release(state)
         return state.topic
 

@@ -26,7 +26,14 @@ from ..exceptions import SerializationError
 from .messages import MAX_ID
 from .serializers import JsonSerializer
 
-__all__ = ["ClusterPublication", "ClusterReach", "Route", "channel_of"]
+__all__ = [
+    "ClusterPublication",
+    "ClusterReach",
+    "Route",
+    "channel_of",
+    "sessions_scope",
+    "subscribers_scope",
+]
 
 logger = logging.getLogger("ratchetpy.wamp")
 
@@ -37,6 +44,16 @@ _JSON = JsonSerializer()
 def channel_of(realm: str, topic: str) -> str:
     """The broker channel of ``topic`` in ``realm``."""
     return f"wamp:{realm}:{topic}"
+
+
+def sessions_scope(realm: str) -> str:
+    """The presence scope of the sessions of ``realm`` (members: session ids, users: authid)."""
+    return f"wamp-sessions:{realm}"
+
+
+def subscribers_scope(realm: str, topic: str) -> str:
+    """The presence scope of the subscribers of ``topic`` (members: session ids)."""
+    return f"wamp-subscribers:{realm}:{topic}"
 
 
 class ClusterReach:
@@ -55,6 +72,11 @@ class ClusterReach:
         """Reach the other workers through ``cluster``; later calls change nothing."""
         if self._cluster is None:
             self._cluster = cluster
+
+    def bound(self) -> MessageBroker | None:
+        """The broker of this realm's server (a :class:`~ratchetpy.broker.MemoryBroker` in one
+        process), or ``None`` before any session joined outside a server."""
+        return self._cluster or current_broker()
 
     def others(self) -> MessageBroker | None:
         """The broker to the other workers, or ``None`` when there are none."""

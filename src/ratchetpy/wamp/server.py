@@ -21,19 +21,20 @@ Faults, and who hears of them:
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, ClassVar, cast
 
 from .._version import __version__
-from ..broker import MemoryBroker, MessageBroker, current_broker
+from ..broker import MemoryBroker, MessageBroker, PresenceEvent, current_broker
 from ..components.base import MaybeAwaitable, MessageComponent, report_error
 from ..components.connection import Connection, Timer
 from ..exceptions import InvalidUri, ProtocolViolation, SerializationError, WampError
 from ._flow import log_failure, run_handler, sequence
 from .broker import Broker
-from .cluster import Route
+from .cluster import Route, sessions_scope
 from .component import WampComponent
 from .dealer import Dealer
 from .messages import (
@@ -61,6 +62,9 @@ from .messages import (
     Yield,
     parse,
 )
+from .meta import ON_JOIN, ON_LEAVE, details_of
+from .meta import PROCEDURES as META_PROCEDURES
+from .meta import answer as answer_meta
 from .realm import Payload, Realm, Topic, WampConnection
 from .serializers import SERIALIZERS, Serializer
 
@@ -71,8 +75,8 @@ logger = logging.getLogger("ratchetpy.wamp")
 #: GOODBYE reason when the router shuts down.
 CLOSE_SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
 
+_SESSIONS = sessions_scope("")  # the prefix of every realm's sessions scope
 _BROKER_FEATURES = {"publisher_exclusion": True, "subscriber_blackwhite_listing": True}
-_NO_OTHER_WORKERS = MemoryBroker()
 _ROUTER_ROLES = {"broker": {"features": _BROKER_FEATURES}, "dealer": {"features": {}}}
 
 
@@ -114,6 +118,7 @@ class WampServer(MessageComponent):
         max_subscriptions: int = 1000,
         max_registrations: int = 100,
         max_pending_calls: int = 1000,
+        meta_api: bool = True,
     ) -> None:
         self.component = component if component is not None else WampComponent()
         self.agent = f"ratchetpy-{__version__}"
@@ -127,6 +132,7 @@ class WampServer(MessageComponent):
         self.max_subscriptions = max_subscriptions
         self.max_registrations = max_registrations
         self.max_pending_calls = max_pending_calls
+        self.meta_api = meta_api
         self._realms: dict[str, Realm] = {name: self._new_realm(name) for name in realms or ()}
         self._open_realms = realms is None
         self._configured_realms = frozenset(self._realms)
@@ -135,6 +141,9 @@ class WampServer(MessageComponent):
         self._sessions: dict[int, WampConnection] = {}
         self._by_user: dict[str, dict[WampConnection, None]] = {}
         self._hooked: list[MessageBroker] = []  # brokers that tell this router what was missed
+        self._alone = MemoryBroker()  # the broker of a router driven outside any server
+        # realms whose sessions' presence this router follows, and through which broker
+        self._meta_listening: dict[str, MessageBroker] = {}
 
     # -- server-side API -------------------------------------------------------------------
 
@@ -301,6 +310,19 @@ class WampServer(MessageComponent):
 
         return Realm(name, broker, dealer)
 
+    def _sessions_changed(self, event: PresenceEvent) -> None:
+        """A session joined or left a realm on some worker (or vanished with a worker that
+        died): this worker's subscribers of the meta events hear it. Every worker gets the
+        event, so each tells only its own subscribers."""
+        realm = self._realms.get(event.scope.removeprefix(_SESSIONS))
+        if realm is None or event.member is None or not event.member.isdigit():
+            return
+        if event.kind == "join":
+            _broker(realm).deliver_here(ON_JOIN, [json.loads(event.info)])
+        elif event.kind == "leave":
+            leaving = [int(event.member), event.user, _auth_of(event.user)[0]]
+            _broker(realm).deliver_here(ON_LEAVE, leaving)
+
     def _missed(self, channel: str) -> None:
         for realm in list(self._realms.values()):
             _dealer(realm).missed(channel)
@@ -370,8 +392,8 @@ class WampServer(MessageComponent):
         kept.add(session)
         # The realm reaches the other workers through its server's broker, known here. A
         # session joins outside any server only when the router is driven by hand (tests):
-        # nothing serves, so there are no other workers.
-        cluster = current_broker() or _NO_OTHER_WORKERS
+        # nothing serves, so there are no other workers (and presence is this router's own).
+        cluster = current_broker() or self._alone
         _broker(kept).bind(cluster)
         _dealer(kept).bind(cluster)
         if cluster.distributed and cluster not in self._hooked:
@@ -380,16 +402,24 @@ class WampServer(MessageComponent):
         authid = session.authid
         if authid is not None:
             self._by_user.setdefault(authid, {})[session] = None
+        authrole, authmethod = _auth_of(authid)
         details: dict[str, Any] = {
             "roles": _ROUTER_ROLES,
             "realm": kept.name,
-            "authrole": "user" if authid is not None else "anonymous",
-            "authmethod": "anonymous" if authid is None else "http",
+            "authrole": authrole,
+            "authmethod": authmethod,
             "agent": self.agent,
         }
         if authid is not None:
             details["authid"] = authid
         session.send_message(Welcome(session_id, details).to_list())
+        if self.meta_api:
+            scope = sessions_scope(kept.name)
+            if kept.name not in self._meta_listening:
+                self._meta_listening[kept.name] = cluster
+                cluster.on_presence(scope, self._sessions_changed)
+            meta = json.dumps(details_of(session, authrole, authmethod))
+            cluster.present(scope, str(session_id), user=authid, info=meta)
         logger.info(
             "WAMP session %s joined %r from %s (connection #%s%s)",
             session_id,
@@ -414,6 +444,9 @@ class WampServer(MessageComponent):
                     del self._by_user[session.authid]
         topics = _broker(realm).remove(session)
         released = _dealer(realm).remove(session)
+        cluster = self._meta_listening.get(realm.name)
+        if cluster is not None:
+            cluster.absent(sessions_scope(realm.name), str(session_id))
         if (
             self._open_realms
             and not realm.sessions
@@ -421,6 +454,9 @@ class WampServer(MessageComponent):
             and self._realms.get(realm.name) is realm
         ):
             del self._realms[realm.name]  # memory follows the realms in use
+            listening = self._meta_listening.pop(realm.name, None)
+            if listening is not None:
+                listening.off_presence(sessions_scope(realm.name), self._sessions_changed)
             _dealer(realm).detach()
         component = self.component
         log_only = log_failure(component, session)
@@ -481,6 +517,10 @@ class WampServer(MessageComponent):
         return _dealer(session.realm).unregister(session, message)
 
     def _call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
+        topics = _broker(session.realm)
+        cluster = topics.cluster
+        if self.meta_api and message.procedure in META_PROCEDURES and cluster is not None:
+            return answer_meta(session, message, topics, cluster)
         return _dealer(session.realm).call(session, message)
 
     def _yield(self, session: WampConnection, message: Yield) -> MaybeAwaitable:
@@ -503,6 +543,11 @@ class WampServer(MessageComponent):
         Goodbye: _goodbye,
         Abort: _client_abort,
     }
+
+
+def _auth_of(authid: str | None) -> tuple[str, str]:
+    """The authrole and authmethod of a session of user ``authid``."""
+    return ("anonymous", "anonymous") if authid is None else ("user", "http")
 
 
 def _broker(realm: Realm | None) -> Broker:

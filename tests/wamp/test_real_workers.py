@@ -1,9 +1,13 @@
-"""WAMP calls between real worker processes through a real redis-server, with
-Autobahn|Python clients: ``ratchetpy serve cluster_app:wamp_app --workers 2``. A procedure
-registered on one worker is called from the other, its results and errors come back, it
-cannot be registered twice, and a call whose callee's worker is killed (SIGKILL) fails with
-``wamp.error.canceled`` instead of hanging. (The routing itself, without processes:
-test_cluster_rpc.)"""
+"""WAMP between real worker processes through a real redis-server, with Autobahn|Python
+clients: ``ratchetpy serve cluster_app:wamp_app --workers 2``.
+
+- RPC: a procedure registered on one worker is called from the other, its results and errors
+  come back, it cannot be registered twice, and a call whose callee's worker is killed
+  (SIGKILL) fails with ``wamp.error.canceled`` instead of hanging.
+- The session meta API: wamp.session.count / get and on_join / on_leave cover both workers,
+  and the sessions of a killed worker are said to have left, once.
+
+(Without processes: test_cluster_rpc and test_meta.)"""
 
 from __future__ import annotations
 
@@ -88,6 +92,48 @@ def test_a_procedure_on_one_worker_is_called_from_the_other_until_that_worker_di
         await caller.register(add, "com.example.add")
         assert (await caller.call("com.example.add", 1, 1))[0] == 2
         await caller.leave()
+
+    run(scenario())
+    assert server.stop() == 0
+
+
+def test_the_session_meta_api_covers_every_worker_and_outlives_a_killed_one(
+    supervisor: StartWorkers, redis: RedisProcess
+) -> None:
+    server = supervisor("cluster_app:wamp_app", workers=2)
+    pids = server.worker_pids()
+
+    async def scenario() -> None:
+        sessions = await one_on_each_worker(server.port, pids)
+        here, there = pids
+        watcher, doomed = sessions[here], sessions[there]
+        joined: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        left: asyncio.Queue[list[Any]] = asyncio.Queue()
+        await watcher.subscribe(lambda details: joined.put_nowait(details), "wamp.session.on_join")
+        await watcher.subscribe(lambda *args: left.put_nowait(list(args)), "wamp.session.on_leave")
+
+        others = [await join(server.port) for _ in range(6)]  # on either worker
+        for _ in others:
+            details = await asyncio.wait_for(joined.get(), 10)
+            assert details["transport"]["type"] == "websocket"
+        assert await watcher.call("wamp.session.count") == 8
+        doomed_id = doomed.joined.result().session
+        assert (await watcher.call("wamp.session.get", doomed_id))["session"] == doomed_id
+        on_doomed = [s for s in others if await s.call(PID) == there]
+
+        os.kill(there, signal.SIGKILL)
+        gone = {doomed_id, *(s.joined.result().session for s in on_doomed)}
+        said = set()
+        while said != gone:
+            args = await asyncio.wait_for(left.get(), 10)  # the registry's TTL and a reap
+            assert args[0] not in said  # once each
+            said.add(args[0])
+        assert await watcher.call("wamp.session.count") == 8 - len(gone)
+        with pytest.raises(ApplicationError) as missing:
+            await watcher.call("wamp.session.get", doomed_id)
+        assert missing.value.error == "wamp.error.no_such_session"
+        for session in [watcher, *(s for s in others if s not in on_doomed)]:
+            await session.leave()
 
     run(scenario())
     assert server.stop() == 0
