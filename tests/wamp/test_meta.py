@@ -100,3 +100,15 @@ async def test_sessions_of_every_worker_are_counted_and_a_dead_workers_said_to_h
     )
     assert await call(one, watcher, "wamp.session.count") == 1
     assert await call(one, watcher, "wamp.subscription.count_subscribers", mine) == 1
+
+
+async def test_the_sessions_of_a_user_are_found_on_every_worker() -> None:
+    links = LinkedBrokers(2)
+    one, two = Worker(links.brokers[0]), Worker(links.brokers[1])
+    here, there, other = await one.peer("alice"), await two.peer("alice"), await two.peer("bob")
+    with serving(one.broker):
+        found = await one.server.sessions_of("alice")
+    assert [details["session"] for details in found] == sorted([here.session_id, there.session_id])
+    assert one.server.connections_of("alice") == (here.conn,)  # this worker's only
+    assert other.session_id not in [details["session"] for details in found]
+    assert await WampServer(meta_api=False).sessions_of("alice") == []

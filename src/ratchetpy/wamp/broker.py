@@ -108,7 +108,14 @@ class Broker:
     SUBSCRIBE is answered with ``ratchetpy.error.limit_exceeded``.
     """
 
-    def __init__(self, realm: Realm, component: WampComponent, *, max_subscriptions: int) -> None:
+    def __init__(
+        self,
+        realm: Realm,
+        component: WampComponent,
+        *,
+        max_subscriptions: int,
+        track_subscribers: bool = True,
+    ) -> None:
         self.realm = realm
         self.component = component
         self.max_subscriptions = max_subscriptions
@@ -117,6 +124,8 @@ class Broker:
         # Each session's subscriptions: subscription id -> topic URI.
         self._of_session: dict[WampConnection, dict[int, str]] = {}
         self._reach = ClusterReach(realm.name)
+        # who subscribes, in the broker's presence (for wamp.subscription.count_subscribers)
+        self.track_subscribers = track_subscribers
 
     def __repr__(self) -> str:
         return f"<Broker of {self.realm.name!r}: {len(self._topics)} topics>"
@@ -309,7 +318,7 @@ class Broker:
     ) -> None:
         state.add(session)
         self._of_session.setdefault(session, {})[state.subscription_id] = message.topic
-        presence = self._reach.bound()
+        presence = self._reach.bound() if self.track_subscribers else None
         if presence is not None:  # for wamp.subscription.count_subscribers on any worker
             presence.present(
                 subscribers_scope(self.realm.name, message.topic), str(session.session_id)
@@ -476,7 +485,7 @@ class Broker:
     def _remove_subscriber(self, uri: str, session: WampConnection) -> Topic:
         state = self._topics[uri]
         state.discard(session)
-        presence = self._reach.bound()
+        presence = self._reach.bound() if self.track_subscribers else None
         if presence is not None:
             presence.absent(subscribers_scope(self.realm.name, uri), str(session.session_id))
         self._release(state)

@@ -224,8 +224,27 @@ class WampServer(MessageComponent):
         return receivers
 
     def connections_of(self, authid: str) -> tuple[WampConnection, ...]:
-        """The joined sessions of the user ``authid``: every tab and device they have open."""
+        """The joined sessions of the user ``authid`` on this worker: every tab and device
+        they have open here (:meth:`sessions_of` covers every worker)."""
         return tuple(self._by_user.get(authid, ()))
+
+    async def sessions_of(self, authid: str, *, realm: str | None = None) -> list[dict[str, Any]]:
+        """The session details (as ``wamp.session.get`` gives them) of every session of user
+        ``authid`` in ``realm`` on every worker, from the broker's presence.
+
+        A checkpoint with other workers; :class:`~ratchetpy.BrokerError` if the broker could
+        not tell. To send to all of them, publish with ``eligible_authid=[authid]``: that
+        reaches them wherever they are. Empty without the meta API (``meta_api=False``).
+        """
+        chosen = self.realm(realm)
+        cluster = _broker(chosen).cluster
+        if cluster is None or not self.meta_api:
+            return []
+        entries = await cluster.presence(sessions_scope(chosen.name))
+        found: list[dict[str, Any]] = [
+            json.loads(entry.info) for entry in entries if entry.user == authid
+        ]
+        return sorted(found, key=lambda details: details["session"])
 
     @property
     def sessions(self) -> dict[int, WampConnection]:
@@ -298,7 +317,12 @@ class WampServer(MessageComponent):
 
     def _new_realm(self, name: str) -> Realm:
         def broker(realm: Realm) -> Broker:
-            return Broker(realm, self.component, max_subscriptions=self.max_subscriptions)
+            return Broker(
+                realm,
+                self.component,
+                max_subscriptions=self.max_subscriptions,
+                track_subscribers=self.meta_api,
+            )
 
         def dealer(realm: Realm) -> Dealer:
             return Dealer(
