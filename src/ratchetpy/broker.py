@@ -245,6 +245,11 @@ class MessageBroker(Protocol):
         checkpoint."""
         ...
 
+    async def presence_written(self) -> None:
+        """Return once this worker's presence changes so far are in the broker (seen by every
+        worker's reads). A checkpoint; BrokerError if they were not within about a second."""
+        ...
+
     async def presence(self, scope: str) -> list[PresenceEntry]:
         """The members of ``scope`` on every live worker. A checkpoint; BrokerError if the
         broker could not tell."""
@@ -383,6 +388,9 @@ class MemoryBroker:
             self._members.pop(scope, None)
         if before is not None:
             self._left(scope, member, before[0])
+
+    async def presence_written(self) -> None:
+        return None
 
     async def presence(self, scope: str) -> list[PresenceEntry]:
         return [

@@ -369,8 +369,9 @@ async def test_a_release_redis_did_not_take_is_done_by_the_next_announcement(
     with pytest.raises(BrokerUnavailable):
         await a.release("wamp-procedure:realm1:add")
     with redis_server(tmp_path, port=port):
-        with trio.fail_after(10):
+        with trio.fail_after(10):  # both reconnect (with backoff)
             await a.publisher.wait_connected()
+            await b.publisher.wait_connected()
         async with await RedisConnection.open(f"redis://127.0.0.1:{port}") as admin:
             stale = b"w1\n17"
             await admin.execute("SET", "ratchetpy:wamp-procedure:realm1:add", stale)

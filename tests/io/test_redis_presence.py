@@ -7,12 +7,14 @@ removes everything at once; a Redis that restarted empty gets every worker's pre
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import trio
 
+from ratchetpy import BrokerUnavailable
 from ratchetpy.broker import PresenceEntry, PresenceEvent
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
@@ -183,3 +185,38 @@ async def test_a_user_id_presence_cannot_store_is_refused(workers: list[RedisBro
     for user in ["", "two\nlines"]:
         with pytest.raises(ValueError, match="non-empty and has no newline"):
             a.present(SCOPE, "1", user=user)
+
+
+async def test_waiting_for_presence_while_redis_is_away_is_refused_and_repaired_later(
+    tmp_path: Path, nursery: trio.Nursery
+) -> None:
+    port = free_port()
+    with redis_server(tmp_path, port=port) as server:
+        (a,) = await started(server.url, nursery, "w1")
+    a.present(SCOPE, "1", user="alice")  # Redis is away
+    with pytest.raises(BrokerUnavailable, match="presence"):
+        await a.presence_written()
+    with redis_server(tmp_path, port=port):
+        with trio.fail_after(10):
+            await a.publisher.wait_connected()
+        await a.announce(b"{}", 3.0)  # repairs what was missed
+        await a.presence_written()
+        assert [entry.member for entry in await a.presence(SCOPE)] == ["1"]
+
+
+async def test_listening_again_later_reports_no_missed_events(
+    workers: list[RedisBroker], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = workers
+    first, again = Events(members=True), Events(members=True)
+    await listening(a, first)
+    b.present(SCOPE, "1")
+    assert await first.next() == ("join", "1")
+    a.off_presence(SCOPE, first)
+    b.present(SCOPE, "2")  # while a does not listen
+    await settled(b)
+    with caplog.at_level(logging.WARNING, logger="ratchetpy.broker"):
+        await listening(a, again)
+        b.present(SCOPE, "3")
+        assert await again.next() == ("join", "3")
+    assert "missed" not in caplog.text

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -68,18 +69,20 @@ class Member:
         self.ended.set()
 
 
-async def _member(port: int, *, task_status: trio.TaskStatus[Member]) -> None:
-    async with connect(f"ws://127.0.0.1:{port}/") as ws:
+async def _member(port: int, path: str, *, task_status: trio.TaskStatus[Member]) -> None:
+    async with connect(f"ws://127.0.0.1:{port}{path}") as ws:
         with trio.fail_after(10):
-            first = await ws.recv()
-        member = Member(ws, json.loads(first)["pid"])
+            first = json.loads(await ws.recv())
+            while "pid" not in first:  # (what the room said before it said who serves it)
+                first = json.loads(await ws.recv())
+        member = Member(ws, first["pid"])
         task_status.started(member)
         await member._read()
 
 
-async def join(nursery: trio.Nursery, port: int) -> Member:
+async def join(nursery: trio.Nursery, port: int, path: str = "/") -> Member:
     """A new member, once it is one (it knows its worker's pid)."""
-    member: Member = await nursery.start(_member, port)
+    member: Member = await nursery.start(_member, port, path)
     return member
 
 
@@ -454,3 +457,59 @@ def test_four_workers_publishers_and_the_endpoint_reach_every_subscriber_once_in
     run(scenario())
     assert server.stop() == 0
     assert server.errors() == []
+
+
+async def test_presence_is_one_view_of_every_worker_under_churn_and_a_killed_worker(
+    supervisor: StartWorkers, nursery: trio.Nursery
+) -> None:
+    """Users connect to a room over two workers: ``who`` lists them all on either worker; a
+    user opening and closing tabs on both workers at once is told online and offline
+    alternately, never twice in a row; when a worker is killed its users who are nowhere
+    else go offline, once, and the count drops."""
+    server = supervisor("cluster_app:presence_app")
+    pids = server.worker_pids()
+
+    async def as_user(user: str, pid: int | None = None) -> Member:
+        for _ in range(100):  # the kernel picks the worker: bounded tries
+            member = await join(nursery, server.port, f"/?user={user}")
+            if pid is None or member.pid == pid:
+                return member
+            await member.ws.aclose()
+        raise AssertionError(f"100 connections did not reach worker {pid}")
+
+    async def who(member: Member) -> dict[str, Any]:
+        await member.send("who")
+        while True:
+            answer = json.loads(await member.recv())
+            if "users" in answer:
+                return answer
+
+    doomed, survivor = pids
+    watcher = await as_user("watcher", survivor)
+    alice_there, alice_here = await as_user("alice", doomed), await as_user("alice", survivor)
+    bob = await as_user("bob", doomed)
+    everyone = {"users": ["alice", "bob", "watcher"], "count": 4}
+    assert await who(watcher) == everyone == await who(alice_there)
+
+    async def tab_of_dave() -> None:
+        member = await as_user("dave")
+        await member.ws.aclose()
+
+    async with trio.open_nursery() as tabs:
+        for _ in range(12):
+            tabs.start_soon(tab_of_dave)
+    for _ in range(100):  # every tab's leaving reached Redis (each try is a round trip)
+        if (await who(alice_here))["count"] == 4:
+            break
+    else:
+        raise AssertionError("dave's tabs are still counted")
+
+    os.kill(doomed, signal.SIGKILL)
+    told = []
+    while (event := json.loads(await watcher.recv())) != {"offline": "bob"}:
+        told.append(event)  # (alice is still here: she stays online)
+    assert all(event.get("online", event.get("offline")) == "dave" for event in told)
+    assert told[0] == {"online": "dave"} and told[-1] == {"offline": "dave"}
+    assert all(a != b for a, b in itertools.pairwise(told))  # never twice in a row
+    assert await who(watcher) == {"users": ["alice", "watcher"], "count": 2}
+    assert await alice_there.wait_ended() == 1006 and await bob.wait_ended() == 1006

@@ -70,3 +70,20 @@ def test_the_tracker_forgets_the_least_recent_streams_past_its_bound() -> None:
     assert len(tracker) == 2
     assert tracker.observe(b"a", Envelope("w2", 5, b"")) == (Verdict.FIRST, 0)
     assert tracker.observe(b"a", Envelope("w1", 7, b"")) == (Verdict.FIRST, 0)  # evicted by w2
+
+
+def test_a_channel_no_longer_listened_to_is_forgotten_with_all_its_streams() -> None:
+    tracker = SequenceTracker(max_streams=3)
+    tracker.observe(b"room", Envelope("w1", 5, b""))
+    tracker.observe(b"room", Envelope("w2", 9, b""))
+    tracker.observe(b"other", Envelope("w1", 2, b""))
+    tracker.forget(b"room")
+    tracker.forget(b"never-seen")  # harmless
+    assert len(tracker) == 1
+    # Listening again later: what came meanwhile is not "missed".
+    assert tracker.observe(b"room", Envelope("w1", 40, b"")) == (Verdict.FIRST, 0)
+    assert tracker.observe(b"other", Envelope("w1", 3, b"")) == (Verdict.NEXT, 0)
+    for n in range(4):  # evictions keep the index right
+        tracker.observe(b"x", Envelope(f"v{n}", 1, b""))
+    tracker.forget(b"x")
+    assert len(tracker) == 0

@@ -135,6 +135,9 @@ class LinkedBroker:
         if before is not None:
             self.links.left(scope, member, before[0])
 
+    async def presence_written(self) -> None:
+        await self._reachable()
+
     async def presence(self, scope: str) -> list[PresenceEntry]:
         await self._reachable()
         return self.links.entries(scope)

@@ -7,7 +7,17 @@ import json
 import os
 from typing import Any
 
-from ratchetpy import App, Connection, Group, MessageComponent
+from ratchetpy import (
+    App,
+    Authenticate,
+    Connection,
+    Group,
+    HttpRequest,
+    MessageComponent,
+    WsServer,
+    broadcast,
+)
+from ratchetpy.broker import PresenceEvent
 from ratchetpy.wamp import (
     Procedure,
     PublishEndpoint,
@@ -82,4 +92,41 @@ def wamp_app() -> App:
     wamp = WampServer(Pids())
     app.route("/ws", wamp, allowed_origins=["*"])
     app.route("/publish", PublishEndpoint(wamp, secret=PUBLISH_SECRET))
+    return app
+
+
+class WhoIsHere(MessageComponent):
+    """A room that tells its members who came online or went offline, on any worker, and
+    answers ``who`` with the users in it and the members it has everywhere."""
+
+    def __init__(self) -> None:
+        self.room = Group("who-is-here")
+        self.room.on_presence(self.told)
+
+    async def on_open(self, conn: Connection) -> None:
+        await self.room.join(conn)
+        conn.send(json.dumps({"pid": os.getpid()}))
+
+    async def on_message(self, conn: Connection, msg: str | bytes) -> None:
+        if msg == "who":
+            users, count = sorted(await self.room.users()), await self.room.count()
+            conn.send(json.dumps({"users": users, "count": count}))
+
+    def on_close(self, conn: Connection) -> None:
+        self.room.discard(conn)
+
+    def told(self, event: PresenceEvent) -> None:
+        if event.kind in ("online", "offline"):
+            broadcast(self.room, json.dumps({event.kind: event.user}))  # this worker's members
+
+
+def user_in_query(request: HttpRequest) -> str | None:
+    """The test's "authentication": ``?user=NAME``."""
+    return request.query_params.get("user", [None])[0]
+
+
+def presence_app() -> App:
+    """:class:`WhoIsHere` at ``/``, each client the user its URL names."""
+    app = App(None, 0, "127.0.0.1")
+    app.route("/", Authenticate(WsServer(WhoIsHere()), user_in_query))
     return app

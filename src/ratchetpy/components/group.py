@@ -142,12 +142,14 @@ class Group:
 
     async def join(self, conn: Connection) -> None:
         """:meth:`add`, then wait until this worker receives the group's messages from the
-        others. A checkpoint. Raises :class:`~ratchetpy.BrokerUnavailable` if the broker did
-        not confirm within about a second; ``conn`` stays a member and receives the others'
-        messages once it does."""
+        others and ``conn`` is counted by every worker. A checkpoint. Raises
+        :class:`~ratchetpy.BrokerUnavailable` if the broker did not confirm within about a
+        second; ``conn`` stays a member, receives the others' messages once it does, and is
+        counted once the presence is written again."""
         self.add(conn)
         assert self._listening is not None
         await self._listening.wait_listening(self.channel)
+        await self._listening.presence_written()  # counted by every worker from now on
 
     def discard(self, conn: Connection) -> None:
         """Remove ``conn`` if it is a member (call it from ``on_close``). Not a checkpoint."""

@@ -191,6 +191,8 @@ class RedisBroker:
         if not handlers:
             del self._handlers[channel]
             self.subscriber.unwant(self.prefix + channel)
+            # Not listening is not missing: the numbers start afresh when it listens again.
+            self._tracker.forget((self.prefix + channel).encode())
 
     async def wait_listening(self, channel: str) -> None:
         if not await self.subscriber.wait_settled(self.prefix + channel, self.buffer_time):
@@ -273,6 +275,9 @@ class RedisBroker:
 
     def absent(self, scope: str, member: str) -> None:
         self.presence_store.absent(scope, member)
+
+    async def presence_written(self) -> None:
+        await self.presence_store.written()
 
     async def presence(self, scope: str) -> list[PresenceEntry]:
         return await self.presence_store.presence(scope)
@@ -503,6 +508,8 @@ class RedisBroker:
             return
         if envelope.origin == self.worker_id:
             return  # our own: delivered locally when it was published
+        if name not in self._handlers:
+            return  # unlistened, and Redis not told yet: not counted, not delivered
         verdict, missed = self._tracker.observe(channel, envelope)
         if verdict is Verdict.DUPLICATE:
             self.duplicates += 1

@@ -40,7 +40,7 @@ import logging
 import trio
 
 from ..broker import PresenceEntry, check_user
-from ..exceptions import BrokerError
+from ..exceptions import BrokerError, BrokerUnavailable
 from .redis_publisher import RedisPublisher
 
 __all__ = ["RedisPresence"]
@@ -205,7 +205,8 @@ def _entry(scope: str, worker: bytes, member: bytes, value: bytes) -> PresenceEn
 class RedisPresence:
     """This worker's presence, mirrored into Redis through ``publisher`` (see the module
     docstring). :meth:`run` is the task that writes; :meth:`refresh` (each announcement)
-    reaps dead workers and writes everything again when the mirror went stale."""
+    reaps dead workers and writes everything again when the mirror went stale. A read waits
+    until this worker's queued changes are written: it sees its own worker's changes."""
 
     def __init__(
         self, publisher: RedisPublisher, prefix: str, worker_id: str, *, max_queue: int
@@ -218,8 +219,12 @@ class RedisPresence:
         self._stale = False  # a write Redis did not take: write everything again
         self._closed = False  # left: nothing more is written
         self._writing = trio.Lock()  # a batch and a departure never cross
-        self._unwritten = 0  # queued and not yet written (or refused)
-        self._written = trio.Event()  # set (and replaced) after each batch
+        # Changes queued and changes written or refused so far, and batches refused: what
+        # a wait for "everything queued until now" compares.
+        self._queued = 0
+        self._done = 0
+        self._failures = 0
+        self._progress = trio.Event()  # set (and replaced) after each batch
 
     # -- this worker's members -----------------------------------------------------------------
 
@@ -248,11 +253,25 @@ class RedisPresence:
 
     # -- every worker's ------------------------------------------------------------------------
 
+    async def written(self) -> None:
+        """Return once what was queued until now is written; BrokerUnavailable if it was not
+        within the publisher's buffer time, or Redis refused it (it is written again)."""
+        target, failures = self._queued, self._failures
+        if not await self._wait_done(target, self.publisher.buffer_time) or (
+            self._failures != failures
+        ):
+            raise BrokerUnavailable(
+                f"{self.publisher.address.describe()} did not take this worker's presence "
+                f"within {self.publisher.buffer_time:g} s (it is written again once it can)"
+            )
+
     async def presence(self, scope: str) -> list[PresenceEntry]:
+        await self.flush(self.publisher.buffer_time)  # this worker's own changes first
         flat = await self.publisher.command("EVAL", _READ, "0", self.prefix, scope, "list")
         return [_entry(scope, *flat[i : i + 3]) for i in range(0, len(flat), 3)]
 
     async def presence_count(self, scope: str) -> int:
+        await self.flush(self.publisher.buffer_time)
         return int(await self.publisher.command("EVAL", _READ, "0", self.prefix, scope, "count"))
 
     # -- upkeep --------------------------------------------------------------------------------
@@ -282,13 +301,18 @@ class RedisPresence:
             await self.publisher.command("EVAL", _DEPART, "0", self.prefix, self.worker_id, "0")
 
     async def flush(self, timeout: float) -> int:
-        """Wait (at most ``timeout`` seconds) until every queued change was written or refused;
-        returns how many were still queued then. A checkpoint."""
+        """Wait (at most ``timeout`` seconds) until every change queued until now was written
+        or refused; returns how many were still queued then. A checkpoint."""
+        await self._wait_done(self._queued, timeout)
+        return max(0, self._queued - self._done)
+
+    async def _wait_done(self, target: int, timeout: float) -> bool:
         with trio.move_on_after(timeout):
-            while self._unwritten:
-                await self._written.wait()
-        await trio.lowlevel.checkpoint()
-        return self._unwritten
+            while self._done < target:
+                await self._progress.wait()
+            await trio.lowlevel.checkpoint()
+            return True
+        return False
 
     async def run(self) -> None:
         """Write what :meth:`present` and :meth:`absent` queued, in order, until cancelled."""
@@ -305,6 +329,7 @@ class RedisPresence:
                         await self.publisher.commands(batch)
             except BrokerError as exc:
                 self._stale = True
+                self._failures += 1
                 logger.warning(
                     "%d presence changes did not reach %s (%s): written again once it is back",
                     len(batch),
@@ -312,9 +337,9 @@ class RedisPresence:
                     exc,
                 )
             finally:
-                self._unwritten -= len(batch)
-                self._written.set()
-                self._written = trio.Event()
+                self._done += len(batch)
+                self._progress.set()
+                self._progress = trio.Event()
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -325,8 +350,9 @@ class RedisPresence:
             self._send.send_nowait(command)
         except trio.WouldBlock:
             self._stale = True  # too many at once: the next announcement writes all
+            self._failures += 1
         else:
-            self._unwritten += 1
+            self._queued += 1
 
     async def _rewrite(self, *, quiet: bool) -> None:
         self._stale = False

@@ -85,11 +85,18 @@ class SequenceTracker:
     invented, a gap just goes unnoticed for it).
     """
 
-    __slots__ = ("_last", "max_streams")
+    __slots__ = ("_last", "_origins", "max_streams")
 
     def __init__(self, max_streams: int = 100_000) -> None:
         self.max_streams = max_streams
         self._last: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        self._origins: dict[bytes, set[str]] = {}  # the streams of each channel
+
+    def forget(self, channel: bytes) -> None:
+        """Forget every stream of ``channel`` (this worker stopped listening to it: what is
+        published meanwhile is not missed, and the next message of each stream is FIRST)."""
+        for origin in self._origins.pop(channel, ()):
+            self._last.pop((origin, channel), None)
 
     def observe(self, channel: bytes, envelope: Envelope) -> tuple[Verdict, int]:
         """Judge ``envelope`` received on ``channel``; the verdict and, for a GAP, how many
@@ -103,8 +110,15 @@ class SequenceTracker:
             return Verdict.DUPLICATE, 0
         self._last[key] = envelope.sequence
         self._last.move_to_end(key)
+        if last is None:
+            self._origins.setdefault(channel, set()).add(envelope.origin)
         if len(self._last) > self.max_streams:
-            self._last.popitem(last=False)
+            (origin, oldest), _ = self._last.popitem(last=False)
+            streams = self._origins.get(oldest)
+            if streams is not None:
+                streams.discard(origin)
+                if not streams:
+                    del self._origins[oldest]
         if last is None:
             return Verdict.FIRST, 0
         missed = envelope.sequence - last - 1
