@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from ratchetpy import BrokerUnavailable
+from ratchetpy import BrokerUnavailable, RedisReplyError
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_publisher import RedisPublisher
 from ratchetpy.io.redis_subscriber import RedisSubscriber
@@ -110,3 +110,24 @@ async def test_a_silent_connection_is_found_out_by_the_probe(
     # of silence and 3 s without a pong.
     assert 8 <= trio.current_time() - start < 11
     assert silent.accepted >= 3
+
+
+async def test_a_script_travels_once_and_again_after_redis_forgot_it(
+    redis: RedisProcess, nursery: trio.Nursery
+) -> None:
+    publisher = RedisPublisher(redis.url, client_name="pub")
+    await nursery.start(publisher.run)
+    script = "return {KEYS[1], ARGV[1]}"
+    assert await publisher.evaluate(script, ["k"], "v") == [b"k", b"v"]  # NOSCRIPT, then EVAL
+    assert await publisher.evaluate(script, ["k"], "w") == [b"k", b"w"]  # by its SHA1 only
+    await publisher.command("SCRIPT", "FLUSH")  # what a restart does
+    assert await publisher.evaluate(script, ["k"], "x") == [b"k", b"x"]
+    stats = await publisher.command("INFO", "commandstats")
+    calls = {
+        line.split(":")[0]: line.split("calls=")[1].split(",")[0]
+        for line in stats.decode().splitlines()
+        if line.startswith("cmdstat_eval")
+    }
+    assert calls == {"cmdstat_eval": "2", "cmdstat_evalsha": "3"}
+    with pytest.raises(RedisReplyError, match="ERR"):
+        await publisher.evaluate("return redis.call('NOSUCHCOMMAND')", [])

@@ -232,8 +232,8 @@ class RedisBroker:
 
     async def acquire(self, key: str, value: bytes) -> bool:
         stored = self.worker_id.encode() + b"\n" + value
-        won = await self.publisher.command(
-            "EVAL", _ACQUIRE, "1", self.prefix + key, self.worker_id, value, self._worker_key(b"")
+        won = await self.publisher.evaluate(
+            _ACQUIRE, [self.prefix + key], self.worker_id, value, self._worker_key(b"")
         )
         if won:
             self._owned[key] = stored
@@ -241,9 +241,7 @@ class RedisBroker:
         return bool(won)
 
     async def owner(self, key: str) -> tuple[str, bytes] | None:
-        reply = await self.publisher.command(
-            "EVAL", _OWNER, "1", self.prefix + key, self._worker_key(b"")
-        )
+        reply = await self.publisher.evaluate(_OWNER, [self.prefix + key], self._worker_key(b""))
         if reply is None:
             return None
         worker, _, value = bytes(reply).partition(b"\n")
@@ -254,7 +252,7 @@ class RedisBroker:
         if stored is None:
             return
         try:
-            await self.publisher.command("EVAL", _RELEASE, "1", self.prefix + key, stored)
+            await self.publisher.evaluate(_RELEASE, [self.prefix + key], stored)
         except BrokerError:
             self._unreleased[key] = stored  # the next announcement tries again
             raise

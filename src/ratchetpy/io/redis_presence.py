@@ -267,12 +267,12 @@ class RedisPresence:
 
     async def presence(self, scope: str) -> list[PresenceEntry]:
         await self.flush(self.publisher.buffer_time)  # this worker's own changes first
-        flat = await self.publisher.command("EVAL", _READ, "0", self.prefix, scope, "list")
+        flat = await self.publisher.evaluate(_READ, [], self.prefix, scope, "list")
         return [_entry(scope, *flat[i : i + 3]) for i in range(0, len(flat), 3)]
 
     async def presence_count(self, scope: str) -> int:
         await self.flush(self.publisher.buffer_time)
-        return int(await self.publisher.command("EVAL", _READ, "0", self.prefix, scope, "count"))
+        return int(await self.publisher.evaluate(_READ, [], self.prefix, scope, "count"))
 
     # -- upkeep --------------------------------------------------------------------------------
 
@@ -280,7 +280,7 @@ class RedisPresence:
         """Reap the workers whose announcement expired, and write this worker's presence again
         if Redis missed a write or lost it (``lost``: this worker's announcement was gone). A
         checkpoint; BrokerError if Redis could not be asked."""
-        reaped = await self.publisher.command("EVAL", _REAP, "0", self.prefix)
+        reaped = await self.publisher.evaluate(_REAP, [], self.prefix)
         for index in range(0, len(reaped), 2):
             logger.info(
                 "worker %s is gone: its %d members of presence scopes left",

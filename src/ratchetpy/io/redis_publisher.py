@@ -22,6 +22,7 @@ at once (``CLIENT KILL``, a restart), probes an idle one, and reconnects with ba
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import ssl
 from collections.abc import Sequence
@@ -129,6 +130,17 @@ class RedisPublisher:
         if isinstance(reply, RedisReplyError):
             raise reply
         return reply
+
+    async def evaluate(self, script: str, keys: Sequence[str | bytes], *args: str | bytes) -> Any:
+        """Run the Lua ``script`` as :meth:`command` does, by its SHA1 (``EVALSHA``: the body
+        travels only when Redis does not know it yet, after a restart say)."""
+        digest = hashlib.sha1(script.encode()).hexdigest()
+        try:
+            return await self.command("EVALSHA", digest, str(len(keys)), *keys, *args)
+        except RedisReplyError as exc:
+            if exc.code != "NOSCRIPT":
+                raise
+        return await self.command("EVAL", script, str(len(keys)), *keys, *args)
 
     async def commands(self, commands: Sequence[tuple[str | bytes, ...]]) -> list[Any]:
         """:meth:`command` for several commands in one write; raises the first error reply
