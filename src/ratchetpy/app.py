@@ -257,8 +257,9 @@ class App:
 
     async def cluster_stats(self, request: HttpRequest) -> HttpResponse:
         """Every worker's statistics and their sums: ``app.route("/stats", app.cluster_stats)``
-        answers 200 with JSON ``{"workers": [{"id", "host", "pid", "address",
-        "connections", "messages_in", ...}, ...], "total": {"workers": N, "connections":
+        answers 200 with JSON ``{"workers": [{"id", "host", "pid", "address", "broker"
+        ("ok" or "unavailable"), "connections", "messages_in", ...}, ...], "total":
+        {"workers": N, "connections":
         ..., ...}}``. One process: itself. A worker that died is gone within three seconds;
         one that stopped gracefully, at once. 503 while the broker cannot tell."""
         headers = (("Cache-Control", "no-store"),)

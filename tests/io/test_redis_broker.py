@@ -423,6 +423,7 @@ async def test_two_apps_list_each_other_in_their_cluster_stats(
     stats = json.loads(body)
     assert status == 200 and stats["total"]["workers"] == 2
     assert {w["address"] for w in stats["workers"]} == {f"127.0.0.1:{p}" for p in ports}
+    assert [w["broker"] for w in stats["workers"]] == ["ok", "ok"]  # each worker's health
     await apps[1].aclose()  # leaves the registry as it stops
     status, body = await trio.to_thread.run_sync(lambda: http_get(ports[0], "/stats"))
     assert [w["address"] for w in json.loads(body)["workers"]] == [f"127.0.0.1:{ports[0]}"]

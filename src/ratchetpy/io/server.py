@@ -439,11 +439,13 @@ class IoServer:
             self._stopped.set()
 
     def info(self) -> dict[str, Any]:
-        """What this worker announces to the others: where it runs and :meth:`stats`."""
+        """What this worker announces to the others: where it runs, whether its broker can pass
+        messages on, and :meth:`stats`."""
         return {
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "address": f"{self.address}:{self.port}",
+            "broker": "ok" if self.broker.healthy else "unavailable",
             **asdict(self.stats()),
         }
 
