@@ -183,7 +183,8 @@ class LinkedBroker:
 
     def _pass_on(self, channel: str, body: bytes) -> int:
         self.published.append((channel, body))
-        receivers = 0
+        # As Redis counts: every listening worker, this one too (which drops its own).
+        receivers = int(bool(self.handlers.get(channel)))
         for other in self.links.brokers:
             if other is not self and other.worker_id not in self.links.dead:
                 handlers = list(other.handlers.get(channel, ()))

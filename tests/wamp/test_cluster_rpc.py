@@ -272,3 +272,14 @@ async def test_an_unregister_the_broker_did_not_take_is_answered_and_logged(
     one.broker.down = False
     await one.send(callee, REGISTER, 3, {}, ADD)  # this worker may take its own again
     assert callee.take_one()[:2] == [65, 3]
+
+
+async def test_a_key_this_worker_still_owns_without_a_callee_is_no_procedure_not_a_hang(
+    workers: tuple[Worker, Worker],
+) -> None:
+    one, _ = workers
+    caller = await one.peer()
+    with serving(one.broker):
+        assert await one.broker.acquire("wamp-procedure:realm1:" + ADD, b"17")  # stale
+    await one.send(caller, CALL, 7, {}, ADD, [1])
+    assert error_of(caller.take_one()) == (CALL, 7, NO_SUCH_PROCEDURE)

@@ -510,7 +510,9 @@ class Dealer(Mapping[str, Procedure]):
             found = await cluster.owner(procedure_key(self.realm.name, uri))
             if not self._is_open(remote):
                 return  # the caller left meanwhile
-            if found is None or not found[1].isdigit():
+            # This worker as the owner: its own callee would have been found (a key whose
+            # release Redis missed; its own messages would never come back to it).
+            if found is None or not found[1].isdigit() or found[0] == cluster.worker_id:
                 self._fail_remote(remote, NO_SUCH_PROCEDURE, f"no callee registered for {uri}")
                 return
             worker, registration_id = found[0], int(found[1])
