@@ -53,6 +53,15 @@ async def callee_of(worker: Worker, procedure: str = ADD) -> Peer:
     return callee
 
 
+async def a_call_in_flight(one: Worker, two: Worker) -> tuple[Peer, Peer, int]:
+    """A callee on ``two``, a caller on ``one`` whose call 7 the callee was invoked for: the
+    callee, the caller and the invocation id."""
+    callee = await callee_of(two)
+    caller = await one.peer()
+    await one.send(caller, CALL, 7, {}, ADD, [1])
+    return callee, caller, invocation(callee)[1]
+
+
 def invocation(callee: Peer) -> list[Any]:
     (message,) = callee.take()
     assert message[0] == INVOCATION, message
@@ -119,10 +128,7 @@ async def test_a_callee_leaving_with_a_call_of_the_other_worker_cancels_that_cal
     workers: tuple[Worker, Worker],
 ) -> None:
     one, two = workers
-    callee = await callee_of(two)
-    caller = await one.peer()
-    await one.send(caller, CALL, 7, {}, ADD, [1])
-    invocation(callee)
+    callee, caller, _ = await a_call_in_flight(one, two)
     with serving(two.broker):
         await callee.leave()
     assert error_of(caller.take_one()) == (CALL, 7, CANCELED)
@@ -136,10 +142,7 @@ async def test_a_call_whose_callees_worker_dies_fails_instead_of_hanging(
     links: LinkedBrokers, workers: tuple[Worker, Worker]
 ) -> None:
     one, two = workers
-    callee = await callee_of(two)
-    caller = await one.peer()
-    await one.send(caller, CALL, 7, {}, ADD, [1])
-    invocation(callee)
+    _, caller, _ = await a_call_in_flight(one, two)
     links.kill(two.broker.worker_id)  # SIGKILL: no goodbye, only the registry knows
     (error,) = caller.take()
     assert error_of(error) == (CALL, 7, CANCELED) and "worker" in error[5][0]
@@ -184,10 +187,7 @@ async def test_answers_lost_by_the_broker_fail_the_calls_waiting_for_them(
     workers: tuple[Worker, Worker],
 ) -> None:
     one, two = workers
-    callee = await callee_of(two)
-    caller = await one.peer()
-    await one.send(caller, CALL, 7, {}, ADD, [1])
-    invocation_id = invocation(callee)[1]
+    callee, caller, invocation_id = await a_call_in_flight(one, two)
     one.server._missed(rpc_channel("realm1", one.broker.worker_id))  # it reconnected
     assert error_of(caller.take_one()) == (CALL, 7, BROKER_UNAVAILABLE)
     await two.send(callee, YIELD, invocation_id, {}, [2])  # too late: dropped
@@ -198,10 +198,7 @@ async def test_an_answer_for_a_caller_that_left_is_dropped(
     workers: tuple[Worker, Worker],
 ) -> None:
     one, two = workers
-    callee = await callee_of(two)
-    caller = await one.peer()
-    await one.send(caller, CALL, 7, {}, ADD, [1])
-    invocation_id = invocation(callee)[1]
+    callee, caller, invocation_id = await a_call_in_flight(one, two)
     await caller.leave()
     await two.send(callee, YIELD, invocation_id, {}, [2])
     assert caller.ws.take() == [] and callee.take() == []

@@ -38,7 +38,7 @@ from ..exceptions import BrokerUnavailable, RedisProtocolError, RedisReplyError
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import Arg, RespReader, encode_command
 
-__all__ = ["RedisConnection", "call_logged", "reopen"]
+__all__ = ["RedisConnection", "call_logged", "receive_batch", "reopen"]
 
 logger = logging.getLogger("ratchetpy.broker")
 
@@ -332,6 +332,18 @@ async def reopen(
             logger.warning("cannot reconnect to %s yet: %s", where, exc)
             continue
         return connection, trio.current_time() - started
+
+
+async def receive_batch(queue: trio.MemoryReceiveChannel[_T], most: int) -> list[_T]:
+    """Wait for one item of ``queue``, then take what else is there, up to ``most`` in all:
+    a batch to send in one write. A checkpoint."""
+    batch = [await queue.receive()]
+    while len(batch) < most:
+        try:
+            batch.append(queue.receive_nowait())
+        except trio.WouldBlock:
+            break
+    return batch
 
 
 def call_logged(callback: Callable[..., object], *args: Any) -> None:

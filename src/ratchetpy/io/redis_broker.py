@@ -37,7 +37,7 @@ from ..exceptions import BrokerError, BrokerUnavailable, InvalidStateError, Redi
 from ..protocol.envelope import Envelope, SequenceTracker, Verdict
 from ..protocol.redis_url import RedisAddress
 from ..protocol.resp import RespReader
-from .redis import RedisConnection, call_logged
+from .redis import RedisConnection, call_logged, receive_batch
 from .redis_presence import RedisPresence
 from .redis_publisher import RedisPublisher
 from .redis_subscriber import RedisSubscriber
@@ -431,12 +431,7 @@ class RedisBroker:
 
     async def _sender(self) -> None:
         while True:
-            batch = [await self._queue.receive()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = await receive_batch(self._queue, _BATCH)
             outcomes: list[BaseException | None]
             try:
                 with trio.move_on_after(self.buffer_time):

@@ -41,6 +41,7 @@ import trio
 
 from ..broker import PresenceEntry, check_user
 from ..exceptions import BrokerError, BrokerUnavailable
+from .redis import receive_batch
 from .redis_publisher import RedisPublisher
 
 __all__ = ["RedisPresence"]
@@ -317,12 +318,7 @@ class RedisPresence:
     async def run(self) -> None:
         """Write what :meth:`present` and :meth:`absent` queued, in order, until cancelled."""
         while True:
-            batch = [await self._queue.receive()]
-            while len(batch) < _BATCH:
-                try:
-                    batch.append(self._queue.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = await receive_batch(self._queue, _BATCH)
             try:
                 async with self._writing:
                     if not self._closed:
