@@ -112,3 +112,29 @@ async def test_the_sessions_of_a_user_are_found_on_every_worker() -> None:
     assert one.server.connections_of("alice") == (here.conn,)  # this worker's only
     assert other.session_id not in [details["session"] for details in found]
     assert await WampServer(meta_api=False).sessions_of("alice") == []
+
+
+async def test_a_user_comes_online_once_on_any_worker_and_goes_offline_after_the_last_tab() -> None:
+    links = LinkedBrokers(2)
+    one, two = Worker(links.brokers[0]), Worker(links.brokers[1])
+    watcher = await one.peer()
+    with serving(one.broker):
+        online = await watcher.subscribe("ratchetpy.session.on_user_online")
+        offline = await watcher.subscribe("ratchetpy.session.on_user_offline")
+
+    def told() -> list[tuple[str, list[Any]]]:
+        return [
+            ("online" if message[1] == online else "offline", message[4])
+            for message in watcher.take()
+            if message[0] == EVENT and message[1] in (online, offline)
+        ]
+
+    first, second = await one.peer("alice"), await two.peer("alice")
+    await two.peer()  # anonymous: no user to tell of
+    assert told() == [("online", ["alice"])]  # once, for two tabs on two workers
+    with serving(one.broker):
+        await first.leave()
+    assert told() == []
+    with serving(two.broker):
+        await second.leave()
+    assert told() == [("offline", ["alice"])]  # after the last

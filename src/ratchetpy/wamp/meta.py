@@ -15,8 +15,11 @@ sessions of the caller's realm on every worker, from the broker's presence (scop
 and the router publishes ``wamp.session.on_join`` (``[details]``) and
 ``wamp.session.on_leave`` (``[session_id, authid, authrole]``: readers of the older
 ``[session_id]`` find it first) when a session joins or leaves any worker, or vanished with a
-worker that died. Session details are ``{"session", "authid", "authrole", "authmethod",
-"authprovider", "transport": {"type": "websocket", "peer"}}``.
+worker that died; and, ratchetpy's own, ``ratchetpy.session.on_user_online`` /
+``on_user_offline`` (``[authid]``) when a user's first session in the realm on any worker
+joins and after their last one left: once per user, not per tab. Session details are
+``{"session", "authid", "authrole", "authmethod", "authprovider", "transport": {"type":
+"websocket", "peer"}}``.
 """
 
 from __future__ import annotations
@@ -32,10 +35,22 @@ from .cluster import sessions_scope, subscribers_scope
 from .messages import BROKER_UNAVAILABLE, CALL, INVALID_ARGUMENT, Call, Result
 from .realm import WampConnection
 
-__all__ = ["NO_SUCH_SESSION", "ON_JOIN", "ON_LEAVE", "PROCEDURES", "answer", "details_of"]
+__all__ = [
+    "NO_SUCH_SESSION",
+    "ON_JOIN",
+    "ON_LEAVE",
+    "ON_USER_OFFLINE",
+    "ON_USER_ONLINE",
+    "PROCEDURES",
+    "answer",
+    "details_of",
+]
 
 ON_JOIN = "wamp.session.on_join"
 ON_LEAVE = "wamp.session.on_leave"
+#: ratchetpy's own: a user's first session in the realm on any worker, and their last gone.
+ON_USER_ONLINE = "ratchetpy.session.on_user_online"
+ON_USER_OFFLINE = "ratchetpy.session.on_user_offline"
 NO_SUCH_SESSION = "wamp.error.no_such_session"
 NO_SUCH_SUBSCRIPTION = "wamp.error.no_such_subscription"
 

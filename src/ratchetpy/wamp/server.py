@@ -62,7 +62,7 @@ from .messages import (
     Yield,
     parse,
 )
-from .meta import ON_JOIN, ON_LEAVE, details_of
+from .meta import ON_JOIN, ON_LEAVE, ON_USER_OFFLINE, ON_USER_ONLINE, details_of
 from .meta import PROCEDURES as META_PROCEDURES
 from .meta import answer as answer_meta
 from .realm import Payload, Realm, Topic, WampConnection
@@ -339,7 +339,13 @@ class WampServer(MessageComponent):
         died): this worker's subscribers of the meta events hear it. Every worker gets the
         event, so each tells only its own subscribers."""
         realm = self._realms.get(event.scope.removeprefix(_SESSIONS))
-        if realm is None or event.member is None or not event.member.isdigit():
+        if realm is None:
+            return
+        if event.kind in ("online", "offline"):
+            topic = ON_USER_ONLINE if event.kind == "online" else ON_USER_OFFLINE
+            _broker(realm).deliver_here(topic, [event.user])
+            return
+        if event.member is None or not event.member.isdigit():
             return
         if event.kind == "join":
             _broker(realm).deliver_here(ON_JOIN, [json.loads(event.info)])
