@@ -13,8 +13,11 @@ asks.
 With other workers (a distributed broker), a registration is also owned by this worker
 cluster-wide (see :mod:`~ratchetpy.wamp.cluster_rpc`), so ``procedure_already_exists`` holds
 across workers, and a call to a procedure registered elsewhere is sent to the owner's worker.
-There the callee is invoked as for a local caller, with a :class:`_RemoteCaller` as the
-caller's leg; the caller's worker keeps a :class:`_RemoteCall` until the answer comes back,
+There the callee is invoked as for a local caller, with a
+:class:`~ratchetpy.wamp.calls_across.RemoteCaller` as the caller's leg; the caller's worker
+keeps a :class:`~ratchetpy.wamp.calls_across.RemoteCall` (its
+:class:`~ratchetpy.wamp.calls_across.CallsAcross` numbers and watches it) until the answer
+comes back,
 the callee's worker is gone from the registry (the caller gets ``wamp.error.canceled``), or
 the broker lost messages of this worker's channel (``ratchetpy.error.broker_unavailable``):
 a call never hangs on a worker that died.
@@ -22,7 +25,6 @@ a call never hangs on a worker that died.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Generator, Iterator, Mapping
 from typing import Any
@@ -31,8 +33,9 @@ from ..broker import MessageBroker
 from ..components.base import MaybeAwaitable
 from ..exceptions import BrokerError, EncodeError, LocalProtocolError
 from ._flow import answer_failure, run_handler
+from .calls_across import CallsAcross, RemoteCall, RemoteCaller
 from .cluster import ClusterReach
-from .cluster_rpc import ClusterCall, ClusterReply, decode, procedure_key, rpc_channel
+from .cluster_rpc import ClusterCall, ClusterReply, procedure_key
 from .component import WampComponent
 from .messages import (
     BROKER_UNAVAILABLE,
@@ -67,24 +70,6 @@ logger = logging.getLogger("ratchetpy.wamp")
 _Leg = tuple[WampConnection, int]
 
 
-class _RemoteCall:
-    """A call of a session of this worker, sent to the callee's worker (``worker``) as ``ref``."""
-
-    __slots__ = ("call_id", "caller", "pending", "ref", "worker")
-
-    def __init__(
-        self,
-        caller: WampConnection,
-        call_id: int,
-        pending: tuple[MessageBroker, str, list[Any], dict[str, Any]],
-    ) -> None:
-        self.caller = caller
-        self.call_id = call_id
-        self.pending: tuple[MessageBroker, str, list[Any], dict[str, Any]] | None = pending
-        self.ref = 0  # until it is sent
-        self.worker = ""
-
-
 class _Forward:
     """What routing a call to another worker returns: awaiting it sends the call (once).
 
@@ -94,22 +79,12 @@ class _Forward:
 
     __slots__ = ("dealer", "remote")
 
-    def __init__(self, dealer: Dealer, remote: _RemoteCall) -> None:
+    def __init__(self, dealer: Dealer, remote: RemoteCall) -> None:
         self.dealer = dealer
         self.remote = remote
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.dealer._forward(self.remote).__await__()
-
-
-class _RemoteCaller:
-    """The caller's leg of an invocation made for another worker's call ``ref``."""
-
-    __slots__ = ("ref", "worker")
-
-    def __init__(self, worker: str, ref: int) -> None:
-        self.worker = worker
-        self.ref = ref
 
 
 class Dealer(Mapping[str, Procedure]):
@@ -138,17 +113,19 @@ class Dealer(Mapping[str, Procedure]):
         self._of_session: dict[WampConnection, dict[int, str]] = {}
         # each caller's open calls: call id -> None while the component answers it, else the
         # callee leg it was forwarded to (on this worker or another)
-        self._calls: dict[WampConnection, dict[int, _Leg | _RemoteCall | None]] = {}
+        self._calls: dict[WampConnection, dict[int, _Leg | RemoteCall | None]] = {}
         # each callee's invocations: invocation id -> the caller leg
-        self._invocations: dict[WampConnection, dict[int, _Leg | _RemoteCaller]] = {}
-        # with other workers: procedures being acquired cluster-wide, the calls sent to other
-        # workers by ref, and how many of those each worker has (watched while it has any)
+        self._invocations: dict[WampConnection, dict[int, _Leg | RemoteCaller]] = {}
+        # with other workers: procedures being acquired cluster-wide, and the calls between
+        # this worker and the others
         self._reach = ClusterReach(realm.name)
         self._reserved: set[str] = set()
-        self._remote: dict[int, _RemoteCall] = {}
-        self._refs = itertools.count(1)
-        self._awaiting: dict[str, int] = {}
-        self._listening: MessageBroker | None = None
+        self._across = CallsAcross(
+            realm.name,
+            on_call=self._invoke_for,
+            on_answer=self._answered,
+            on_lost=self._fail_remote,
+        )
 
     def __repr__(self) -> str:
         return f"<Dealer of {self.realm.name!r}: {len(self._registered)} procedures>"
@@ -193,7 +170,7 @@ class Dealer(Mapping[str, Procedure]):
         if registered is None:
             cluster = self._reach.others()
             if cluster is not None:
-                remote = calls[call_id] = _RemoteCall(caller, call_id, (cluster, uri, args, kwargs))
+                remote = calls[call_id] = RemoteCall(caller, call_id, (cluster, uri, args, kwargs))
                 return _Forward(self, remote)
         if registered is None or not registered[0].joined:
             caller.call_error(call_id, NO_SUCH_PROCEDURE, f"no callee registered for {uri}")
@@ -300,7 +277,7 @@ class Dealer(Mapping[str, Procedure]):
             open_calls = self._calls.get(session, {})
             if exc is None:
                 forwarded = open_calls.get(call_id)
-                if isinstance(forwarded, _RemoteCall) and forwarded.pending is not None:
+                if isinstance(forwarded, RemoteCall) and forwarded.pending is not None:
                     return self._forward(forwarded)  # routed, and what it returned dropped
                 return None
             answer = open_calls.get(call_id, False) is None and not session.closed
@@ -316,8 +293,8 @@ class Dealer(Mapping[str, Procedure]):
         caller_leg = self._take_invocation(session, message.request_id)
         if caller_leg is None:
             return
-        if isinstance(caller_leg, _RemoteCaller):
-            self._reply(
+        if isinstance(caller_leg, RemoteCaller):
+            self._across.reply(
                 caller_leg, ClusterReply(caller_leg.ref, None, message.args, message.kwargs)
             )
             return
@@ -332,9 +309,9 @@ class Dealer(Mapping[str, Procedure]):
         caller_leg = self._take_invocation(session, message.request_id)
         if caller_leg is None:
             return
-        if isinstance(caller_leg, _RemoteCaller):
+        if isinstance(caller_leg, RemoteCaller):
             answer = ClusterReply(caller_leg.ref, message.error, message.args, message.kwargs)
-            self._reply(caller_leg, answer)
+            self._across.reply(caller_leg, answer)
             return
         caller, call_id = caller_leg
         try:
@@ -351,8 +328,8 @@ class Dealer(Mapping[str, Procedure]):
             self._forget_registration(uri, session)
         left = "the callee left before answering"
         for caller_leg in self._invocations.pop(session, {}).values():
-            if isinstance(caller_leg, _RemoteCaller):
-                self._reply(caller_leg, ClusterReply(caller_leg.ref, CANCELED, [left], {}))
+            if isinstance(caller_leg, RemoteCaller):
+                self._across.reply(caller_leg, ClusterReply(caller_leg.ref, CANCELED, [left], {}))
                 continue
             caller, call_id = caller_leg
             calls = self._calls.get(caller)
@@ -360,8 +337,8 @@ class Dealer(Mapping[str, Procedure]):
                 calls[call_id] = None  # reopen, so that call_error may answer it
                 caller.call_error(call_id, CANCELED, left)
         for forwarded in self._calls.pop(session, {}).values():
-            if isinstance(forwarded, _RemoteCall):
-                self._forget_remote(forwarded)
+            if isinstance(forwarded, RemoteCall):
+                self._across.forget(forwarded)
             elif forwarded is not None:
                 callee, invocation_id = forwarded
                 self._invocations.get(callee, {}).pop(invocation_id, None)
@@ -370,19 +347,12 @@ class Dealer(Mapping[str, Procedure]):
 
     def detach(self) -> None:
         """The realm is gone (nobody is in it): stop receiving its calls and answers."""
-        listening, self._listening = self._listening, None
-        if listening is not None:
-            listening.unlisten(rpc_channel(self.realm.name, listening.worker_id), self._received)
+        self._across.detach()
 
     def missed(self, channel: str) -> None:
-        """Messages of ``channel`` may have been lost (the broker reconnected): if it is this
-        worker's, answers to the calls sent away may be among them, and those calls fail."""
-        listening = self._listening
-        if listening is None or channel != rpc_channel(self.realm.name, listening.worker_id):
-            return
-        for remote in list(self._remote.values()):
-            why = "the broker between workers lost messages: the answer may have been lost"
-            self._fail_remote(remote, BROKER_UNAVAILABLE, why)
+        """Messages of ``channel`` may have been lost (the broker reconnected): calls sent
+        away whose answers may be among them fail."""
+        self._across.missed(channel)
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -416,7 +386,7 @@ class Dealer(Mapping[str, Procedure]):
         registration_id: int,
         args: list[Any],
         kwargs: dict[str, Any],
-        caller_leg: _Leg | _RemoteCaller,
+        caller_leg: _Leg | RemoteCaller,
     ) -> int | tuple[str, str]:
         """Send ``callee`` an INVOCATION: its id, or the error the caller gets instead."""
         invocations = self._invocations.setdefault(callee, {})
@@ -433,7 +403,7 @@ class Dealer(Mapping[str, Procedure]):
 
     def _take_invocation(
         self, callee: WampConnection, invocation_id: int
-    ) -> _Leg | _RemoteCaller | None:
+    ) -> _Leg | RemoteCaller | None:
         """The caller and call id a YIELD or ERROR from ``callee`` answers, if still wanted."""
         caller_leg = self._invocations.get(callee, {}).pop(invocation_id, None)
         if caller_leg is None:
@@ -443,7 +413,7 @@ class Dealer(Mapping[str, Procedure]):
                 invocation_id,
             )
             return None
-        if isinstance(caller_leg, _RemoteCaller):
+        if isinstance(caller_leg, RemoteCaller):
             return caller_leg
         caller, call_id = caller_leg
         calls = self._calls.get(caller)
@@ -453,15 +423,6 @@ class Dealer(Mapping[str, Procedure]):
         return caller_leg
 
     # -- across workers ------------------------------------------------------------------------
-
-    async def _listen(self, cluster: MessageBroker) -> None:
-        """Receive this worker's calls and answers from now on (a checkpoint; BrokerError if
-        the broker does not confirm it)."""
-        channel = rpc_channel(self.realm.name, cluster.worker_id)
-        if self._listening is None:
-            self._listening = cluster
-            cluster.listen(channel, self._received)
-        await cluster.wait_listening(channel)
 
     async def _register_across(
         self,
@@ -474,7 +435,7 @@ class Dealer(Mapping[str, Procedure]):
         key = procedure_key(self.realm.name, uri)
         try:
             try:
-                await self._listen(cluster)
+                await self._across.listen(cluster)
                 won = await cluster.acquire(key, b"%d" % registration_id)
             except BrokerError as exc:
                 why = [f"{uri} could not be registered across workers: {exc}"]
@@ -499,61 +460,17 @@ class Dealer(Mapping[str, Procedure]):
                 # Its calls get no_such_procedure from here until this worker stops.
                 logger.warning("could not release %s for the other workers: %s", uri, exc)
 
-    async def _forward(self, remote: _RemoteCall) -> None:
+    async def _forward(self, remote: RemoteCall) -> None:
         """Send ``remote`` to the worker of its procedure's callee, or answer why not; once.
         A checkpoint."""
-        if remote.pending is None:
-            return
-        (cluster, uri, args, kwargs), remote.pending = remote.pending, None
-        try:
-            await self._listen(cluster)  # before the answer can come
-            found = await cluster.owner(procedure_key(self.realm.name, uri))
-            if not self._is_open(remote):
-                return  # the caller left meanwhile
-            # This worker as the owner: its own callee would have been found (a key whose
-            # release Redis missed; its own messages would never come back to it).
-            if found is None or not found[1].isdigit() or found[0] == cluster.worker_id:
-                self._fail_remote(remote, NO_SUCH_PROCEDURE, f"no callee registered for {uri}")
-                return
-            worker, registration_id = found[0], int(found[1])
-            ref = next(self._refs)
-            call = ClusterCall(ref, cluster.worker_id, uri, registration_id, args, kwargs)
-            try:
-                body = call.encode()
-            except EncodeError as exc:
-                self._fail_remote(remote, INVALID_ARGUMENT, f"arguments cannot cross: {exc}")
-                return
-            remote.ref, remote.worker = ref, worker
-            self._remote[ref] = remote
-            if self._awaiting.get(worker, 0) == 0:
-                cluster.watch(worker, self._worker_gone)
-            self._awaiting[worker] = self._awaiting.get(worker, 0) + 1
-            receivers = await cluster.publish(rpc_channel(self.realm.name, worker), body)
-        except BrokerError as exc:
-            self._fail_remote(remote, BROKER_UNAVAILABLE, f"the call cannot cross workers: {exc}")
-            return
-        if receivers == 0:
-            why = (
-                f"the worker of the callee of {uri} does not listen: it stopped or lost the broker"
-            )
-            self._fail_remote(remote, NO_SUCH_PROCEDURE, why)
+        problem = await self._across.send(remote)
+        if problem is not None:
+            self._fail_remote(remote, *problem)
 
-    def _received(self, body: bytes) -> None:
-        """A call for a callee of this worker, or the answer to a call sent away."""
-        try:
-            message = decode(body)
-        except ValueError as exc:
-            logger.warning(
-                "dropped a message of realm %s from another worker: %s", self.realm.name, exc
-            )
-            return
-        if isinstance(message, ClusterCall):
-            self._invoke_for(message)
-            return
-        remote = self._remote.get(message.ref)
-        if remote is None or not self._is_open(remote):
-            return  # failed already (its worker seemed gone), or the caller left
-        self._forget_remote(remote)
+    def _answered(self, remote: RemoteCall, message: ClusterReply) -> None:
+        """The answer to a call of this worker's session, from the callee's worker."""
+        if not self._is_open(remote):
+            return  # the caller left meanwhile
         caller, call_id = remote.caller, remote.call_id
         del self._calls[caller][call_id]
         try:
@@ -562,59 +479,29 @@ class Dealer(Mapping[str, Procedure]):
             else:
                 caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
         except EncodeError as exc:
-            caller.send_error(
-                CALL, call_id, INVALID_ARGUMENT, [f"the answer cannot reach you: {exc}"]
-            )
+            why = [f"the answer cannot reach you: {exc}"]
+            caller.send_error(CALL, call_id, INVALID_ARGUMENT, why)
 
     def _invoke_for(self, call: ClusterCall) -> None:
-        caller_leg = _RemoteCaller(call.reply_to, call.ref)
+        caller_leg = RemoteCaller(call.reply_to, call.ref)
         registered = self._registered.get(call.procedure)
         if registered is None or registered[1] != call.registration_id or not registered[0].joined:
             missing = [f"no callee registered for {call.procedure}"]
-            self._reply(caller_leg, ClusterReply(call.ref, NO_SUCH_PROCEDURE, missing, {}))
+            self._across.reply(caller_leg, ClusterReply(call.ref, NO_SUCH_PROCEDURE, missing, {}))
             return
         invoked = self._invoke(
             registered[0], call.registration_id, call.args, call.kwargs, caller_leg
         )
         if isinstance(invoked, tuple):
             error, why = invoked
-            self._reply(caller_leg, ClusterReply(call.ref, error, [why], {}))
+            self._across.reply(caller_leg, ClusterReply(call.ref, error, [why], {}))
 
-    def _reply(self, caller_leg: _RemoteCaller, answer: ClusterReply) -> None:
-        """Send the answer to a call of another worker (a refusal is logged by the broker; the
-        caller's worker then fails the call once it notices)."""
-        listening = self._listening
-        if listening is None:
-            return  # never listened: no call can have come from another worker
-        try:
-            body = answer.encode()
-        except EncodeError as exc:
-            why = [f"the answer cannot reach the caller: {exc}"]
-            body = ClusterReply(answer.ref, INVALID_ARGUMENT, why, {}).encode()
-        listening.publish_nowait(rpc_channel(self.realm.name, caller_leg.worker), body)
-
-    def _is_open(self, remote: _RemoteCall) -> bool:
+    def _is_open(self, remote: RemoteCall) -> bool:
         return self._calls.get(remote.caller, {}).get(remote.call_id) is remote
 
-    def _fail_remote(self, remote: _RemoteCall, error: str, why: str) -> None:
-        self._forget_remote(remote)
+    def _fail_remote(self, remote: RemoteCall, error: str, why: str) -> None:
+        """Answer the caller of ``remote`` with ``error``, if it still waits."""
         calls = self._calls.get(remote.caller)
         if calls is not None and calls.get(remote.call_id) is remote:
             calls[remote.call_id] = None  # reopen, so that call_error may answer it
             remote.caller.call_error(remote.call_id, error, why)
-
-    def _forget_remote(self, remote: _RemoteCall) -> None:
-        if self._remote.pop(remote.ref, None) is None:
-            return
-        left = self._awaiting[remote.worker] - 1
-        if left:
-            self._awaiting[remote.worker] = left
-            return
-        del self._awaiting[remote.worker]
-        if self._listening is not None:
-            self._listening.unwatch(remote.worker, self._worker_gone)
-
-    def _worker_gone(self, worker: str) -> None:
-        why = f"the callee's worker ({worker}) stopped before answering"
-        for remote in [r for r in self._remote.values() if r.worker == worker]:
-            self._fail_remote(remote, CANCELED, why)
