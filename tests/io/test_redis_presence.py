@@ -220,3 +220,19 @@ async def test_listening_again_later_reports_no_missed_events(
         b.present(SCOPE, "3")
         assert await again.next() == ("join", "3")
     assert "missed" not in caplog.text
+
+
+async def test_a_scopes_numbering_that_expired_goes_on_above_the_old_numbers(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, b = workers
+    events = Events(members=True)
+    await listening(a, events)
+    b.present(SCOPE, "1")
+    assert await events.next() == ("join", "1")
+    async with await RedisConnection.open(redis.url) as admin:
+        ttl = await admin.execute("PTTL", f"ratchetpy:presence-seq:{SCOPE}")
+        assert 86_000_000 < ttl <= 86_400_000  # a day without events
+        await admin.execute("DEL", f"ratchetpy:presence-seq:{SCOPE}")  # what that expiry does
+    b.present(SCOPE, "2")
+    assert await events.next() == ("join", "2")  # not taken for an old one

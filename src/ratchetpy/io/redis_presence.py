@@ -21,9 +21,11 @@ expired: the one worker whose ``SREM`` wins deletes its keys and publishes "leav
 of its members and "offline" for its users who are nowhere else.
 
 Events are published by the scripts themselves, so every worker sees them in the order Redis
-ran them. They carry an envelope whose origin is ``presence.<epoch>`` (the epoch is Redis'
-clock when its first presence event was numbered: a Redis that restarted empty starts a new
-one, so receivers do not take the new numbers for old ones) and one sequence per scope.
+ran them. They carry an envelope whose origin is ``presence`` and one sequence per scope
+(``presence-seq:S``, which expires after a day without events). A sequence starts from Redis'
+clock in microseconds, so it stays above every number given before, also after its key
+expired or Redis restarted empty: receivers never take new events for old ones (a restart
+shows as a gap, which it is).
 
 This worker's own members are kept here too (the truth Redis mirrors). Writes are queued in
 order and sent by :meth:`RedisPresence.run`; one that Redis did not take marks the mirror
@@ -64,16 +66,19 @@ local function elsewhere(me, scope, user)
   return false
 end
 local function tell(scope, kind, user, member, info)
-  local epoch = redis.call('GET', prefix .. 'presence-epoch')
-  if not epoch then
+  local numbers = prefix .. 'presence-seq:' .. scope
+  if redis.call('EXISTS', numbers) == 0 then
+    -- From Redis' clock in microseconds: above every number given before, also after the
+    -- key expired or Redis restarted empty, so receivers never take new ones for old.
     local now = redis.call('TIME')
-    epoch = now[1] .. now[2]
-    redis.call('SET', prefix .. 'presence-epoch', epoch)
+    redis.call('SET', numbers, now[1] .. string.format('%06d', tonumber(now[2])))
   end
-  local seq = redis.call('INCR', prefix .. 'presence-seq:' .. scope)
+  local seq = redis.call('INCR', numbers)
+  redis.call('PEXPIRE', numbers, 86400000)
   local body = cjson.encode({kind, user, member or '', info or ''})
-  local envelope = 'rp1 presence.' .. epoch .. ' ' .. seq .. '\\n' .. body
-  redis.call('PUBLISH', prefix .. 'presence:' .. scope, envelope)
+  -- (%d: a number this large would be written as a float by '..')
+  local header = 'rp1 presence ' .. string.format('%d', seq) .. '\\n'
+  redis.call('PUBLISH', prefix .. 'presence:' .. scope, header .. body)
 end
 local function depart(w, quiet)
   local scopes = prefix .. 'presence-scopes:' .. w
