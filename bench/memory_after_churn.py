@@ -507,7 +507,7 @@ async def churn(cfg: dict[str, Any]) -> dict[str, int]:
             try:  # the server answers with its close frame, then FIN
                 await asyncio.wait_for(asyncio.shield(client.closed), 10)
                 counters["closed_clean"] += 1
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 counters["clean_close_timed_out"] += 1
                 transport.abort()
         elif rng.random() < 0.5:
@@ -524,7 +524,7 @@ async def churn(cfg: dict[str, Any]) -> dict[str, int]:
         while loop.time() < end:
             try:
                 await session()
-            except (OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, OSError) as exc:
                 counters[f"error {type(exc).__name__}: {str(exc)[:60]}"] += 1
                 await asyncio.sleep(0.5)
 
@@ -532,7 +532,7 @@ async def churn(cfg: dict[str, Any]) -> dict[str, int]:
         await asyncio.sleep(delay)
         try:
             client = await connect(False, rcvbuf=4096)
-        except (OSError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, OSError) as exc:
             counters[f"error {type(exc).__name__}: {str(exc)[:60]}"] += 1
             return
         transport = client.transport
@@ -544,7 +544,7 @@ async def churn(cfg: dict[str, Any]) -> dict[str, int]:
         try:
             await asyncio.wait_for(asyncio.shield(client.closed), 10)
             counters["slow_saw_eof"] += 1
-        except asyncio.TimeoutError:
+        except TimeoutError:
             counters["slow_still_open"] += 1
         transport.abort()
 

@@ -9,7 +9,7 @@ import os
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -68,7 +68,7 @@ THEME = {"theme": "dark"}
 
 
 def test_decodes_every_type_flask_tags() -> None:
-    when = datetime(2026, 1, 12, 10, 0, 5, tzinfo=timezone.utc)
+    when = datetime(2026, 1, 12, 10, 0, 5, tzinfo=UTC)
     ident = uuid.uuid4()
     values = {
         "user_id": "alice",
@@ -96,7 +96,7 @@ def test_decodes_every_type_flask_tags() -> None:
     assert decoded["nested_tuples"] == ((1, 2), [3, (4,)])
     assert decoded["blob"] == b"\x00\xffraw"
     assert decoded["when"] == when and decoded["when"].tzinfo is not None
-    assert decoded["naive_when"] == datetime(2025, 5, 1, 8, 30, tzinfo=timezone.utc)
+    assert decoded["naive_when"] == datetime(2025, 5, 1, 8, 30, tzinfo=UTC)
     assert decoded["ident"] == ident
     assert decoded["html"] == "<b>hi</b>" and type(decoded["html"]) is str
     assert decoded["prefs"] == {"theme": "dark", "langs": ["en", "fr"], "deep": {"x": {"y": (1,)}}}

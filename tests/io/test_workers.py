@@ -445,7 +445,7 @@ def test_four_workers_publishers_and_the_endpoint_reach_every_subscriber_once_in
         )
         try:
             await asyncio.wait_for(asyncio.gather(*(done.wait() for done in full)), 10)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise AssertionError([len(inbox) for inbox in inboxes]) from None
         for inbox in inboxes:
             assert len(inbox) == expected  # nothing twice

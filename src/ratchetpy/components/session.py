@@ -41,7 +41,7 @@ import time
 import uuid
 import zlib
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
@@ -295,7 +295,7 @@ def _parse_http_date(text: str) -> datetime | None:
         moment = email.utils.parsedate_to_datetime(text)
     except (TypeError, ValueError):
         return None  # what Flask gives for a date it cannot parse
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _untag_escaped_dict(value: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ import mimetypes
 import os
 import re
 import stat
-from datetime import timezone
+from datetime import UTC
 from urllib.parse import quote, unquote
 
 from ..protocol.http import HttpRequest, HttpResponse
@@ -332,7 +332,7 @@ def _not_modified(request: HttpRequest, etag: str, mtime: float) -> bool:
     except (TypeError, ValueError, IndexError, OverflowError):
         return False  # an unreadable date is ignored, as RFC 9110 says
     if since.tzinfo is None:  # "-0000": UTC with no claim about the sender's zone
-        since = since.replace(tzinfo=timezone.utc)
+        since = since.replace(tzinfo=UTC)
     # Last-Modified went out in whole seconds, so that is what the client can send back.
     return int(mtime) <= since.timestamp()
 
