@@ -2,10 +2,12 @@
 # Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium, nginx and
 # redis-server for the browser, proxy and Redis tests, when missing and we are root with
 # apt-get), then ruff, mypy --strict,
-# the import-layer contracts, the Autobahn TestSuite subset against examples/echo.py, and pytest.
+# the import-layer contracts, the Autobahn TestSuite subset against examples/echo.py, and pytest,
+# in .venv and then (noxfile.py) on every other supported CPython installed (3.11 to the newest).
 #
 #   bash scripts/test.sh            everything
 #   AUTOBAHN=0 bash scripts/test.sh skip the Autobahn run (it needs ../shared/autobahn and Python 2.7)
+#   OTHER_PYTHONS=0 bash scripts/test.sh   pytest in .venv only, not on the other Pythons
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -16,7 +18,7 @@ fi
 .venv/bin/pip install -q --upgrade pip
 .venv/bin/pip install -q -e ".[test]"
 
-# Programs some tests drive: the system Chromium (tests/test_browser*.py, through Playwright,
+# Programs some tests drive (and php-cli for the PHP publisher): the system Chromium (tests/test_browser*.py, through Playwright,
 # no browser download; npm fetches AutobahnJS for it) and nginx (tests/test_nginx.py runs docs/howto/behind-nginx.md's
 # configuration). Install what is missing when we can (root with apt-get), in one apt run;
 # whatever is present afterwards, its tests must run rather than skip.
@@ -27,6 +29,8 @@ command -v npm > /dev/null 2>&1 || missing+=(npm)  # fetches AutobahnJS for the 
 have_nginx || missing+=(nginx)
 have_redis() { command -v redis-server > /dev/null 2>&1 || [ -x /usr/bin/redis-server ]; }
 have_redis || missing+=(redis-server)  # tests/io/test_redis.py runs against a real one
+have_php() { command -v php > /dev/null 2>&1 && php -m 2> /dev/null | grep -qx curl; }
+have_php || missing+=(php-cli php-curl)  # tests/system/test_php_publisher.py runs the PHP client
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = "0" ] && command -v apt-get > /dev/null 2>&1; then
     echo "== installing ${missing[*]} (apt-get) for the browser and reverse-proxy tests"
@@ -45,9 +49,12 @@ fi
 if have_redis; then
   export RATCHETPY_REQUIRE_REDIS=1
 fi
+if have_php; then
+  export RATCHETPY_REQUIRE_PHP=1
+fi
 
 echo "== ruff"
-.venv/bin/ruff check src tests examples bench
+.venv/bin/ruff check src tests examples bench noxfile.py
 echo "== mypy --strict"
 .venv/bin/mypy --strict src examples
 echo "== import layers (lint-imports)"
@@ -86,5 +93,11 @@ else
   echo "== Autobahn TestSuite skipped (AUTOBAHN=0 or $AUTOBAHN_SCRIPT missing)"
 fi
 
-echo "== pytest"
+echo "== pytest ($(.venv/bin/python --version))"
 .venv/bin/pytest -q
+
+if [ "${OTHER_PYTHONS:-1}" != "0" ]; then
+  default=$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
+  echo "== pytest on the other supported Pythons (nox; $default was the run above)"
+  RATCHETPY_NOX_SKIP="$default" .venv/bin/nox --no-color -s tests
+fi
