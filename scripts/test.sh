@@ -54,7 +54,7 @@ if have_php; then
 fi
 
 echo "== ruff"
-.venv/bin/ruff check src tests examples bench noxfile.py
+.venv/bin/ruff check src tests examples bench fuzz noxfile.py
 echo "== mypy --strict"
 .venv/bin/mypy --strict src examples
 echo "== import layers (lint-imports)"

@@ -57,6 +57,15 @@ def test_bytes_that_are_not_resp_are_the_servers_fault() -> None:
         list(reader.replies())
 
 
+def test_a_reply_python_cannot_hold_is_the_servers_fault_too() -> None:
+    # Found by fuzzing (fuzz/corpus/resp/crash-map-with-an-array-key): a RESP3 map whose key
+    # is an array made hiredis raise TypeError, which escaped the connection's reader.
+    reader = RespReader()
+    reader.feed(b"*2\r\n%1\r\n*2\r\n$-1\r\n:-5\r\n")
+    with pytest.raises(RedisProtocolError, match="cannot be read"):
+        list(reader.replies())
+
+
 def test_a_reply_cannot_grow_past_the_bound() -> None:
     reader = RespReader(max_pending=1000)
     reader.feed(b"$100000\r\n" + b"x" * 900)

@@ -94,6 +94,12 @@ class RespReader:
                 raise RedisProtocolError(
                     f"the Redis server sent bytes that are not RESP: {exc}"
                 ) from None
+            except (TypeError, ValueError) as exc:
+                # Well-formed RESP that Python cannot hold: a RESP3 map or set whose key is
+                # an array (found by fuzzing). A reply nobody can read ends the connection.
+                raise RedisProtocolError(
+                    f"the Redis server sent a reply that cannot be read: {exc}"
+                ) from None
             if reply is False:
                 return
             yield reply
