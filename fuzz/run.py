@@ -34,6 +34,8 @@ import atheris
 with atheris.instrument_imports():
     import ratchetpy.protocol.websocket, ratchetpy.protocol.deflate, ratchetpy.protocol.resp
     import ratchetpy.protocol.forwarded, ratchetpy.wamp.serializers, ratchetpy.wamp.messages
+    import ratchetpy.components.session, ratchetpy.components.router, ratchetpy.wamp.publish
+    import ratchetpy.protocol.http
 from targets import TARGETS
 atheris.Setup(sys.argv, TARGETS[{name!r}])
 atheris.Fuzz()

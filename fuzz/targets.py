@@ -9,16 +9,28 @@ breaks the parser's own rules) is a bug. ``fuzz/run.py`` runs them under atheris
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import inspect
+import zlib
 from collections.abc import Callable
 
-from ratchetpy.exceptions import RedisProtocolError, RemoteProtocolError
+from itsdangerous import TimestampSigner
+
+from ratchetpy import HttpComponent, HttpResponse, Router
+from ratchetpy.broker import MemoryBroker, serving_broker
+from ratchetpy.components.session import FlaskSession
+from ratchetpy.exceptions import InvalidSession, RedisProtocolError, RemoteProtocolError
 from ratchetpy.protocol.deflate import DeflateParameters
 from ratchetpy.protocol.events import ProtocolFailure
 from ratchetpy.protocol.forwarded import TrustedProxies
 from ratchetpy.protocol.http import Headers
 from ratchetpy.protocol.resp import RespReader
 from ratchetpy.protocol.websocket import WebSocketProtocol
+from ratchetpy.testing import RecordingConnection, http_request
+from ratchetpy.wamp import WampServer
 from ratchetpy.wamp.messages import parse
+from ratchetpy.wamp.publish import PublishEndpoint
 from ratchetpy.wamp.serializers import JsonSerializer, MsgpackSerializer
 
 __all__ = ["TARGETS"]
@@ -126,6 +138,70 @@ def forwarded(data: bytes) -> None:
         assert info.scheme in ("http", "https", "ws", "wss"), info
 
 
+_SECRET_KEY = "the fuzzing Flask app's secret key"
+_SESSION = FlaskSession(_SECRET_KEY)
+# What Flask signs its session cookie with (itsdangerous, as Flask configures it).
+_SIGNER = TimestampSigner(
+    _SECRET_KEY, salt="cookie-session", key_derivation="hmac", digest_method=hashlib.sha1
+)
+
+
+def flask_session(data: bytes) -> None:
+    """A session cookie *correctly signed* around any payload (first byte ``z``: compressed,
+    as Flask does for large ones): the decoding and untagging behind the signature check
+    either give a dict or say InvalidSession."""
+    compressed = data[:1] == b"z"
+    payload = zlib.compress(data[1:]) if compressed else data[1:]
+    text = base64.urlsafe_b64encode(payload).rstrip(b"=")
+    cookie = _SIGNER.sign(b"." + text if compressed else text).decode()
+    try:
+        session = _SESSION.loads(cookie)
+    except InvalidSession:
+        return
+    assert isinstance(session, dict)
+
+
+serving_broker.set(MemoryBroker())  # the router's server: one process
+_ENDPOINT = PublishEndpoint(WampServer(), secret=None, insecure_no_auth=True, max_body_size=8192)
+_ENDPOINT_ANSWERS = {200, 400, 413, 415}
+
+
+def publish_body(data: bytes) -> None:
+    """The body of a request to the publish endpoint (credentials aside: it has none to
+    check): an answer of the documented kinds, never an exception."""
+    request = http_request(
+        "/publish",
+        method="POST",
+        headers=[("Content-Type", "application/json")],
+        body=data,
+    )
+    response = _ENDPOINT.on_open(RecordingConnection(), request)
+    assert not inspect.isawaitable(response)  # one process: it answers at once
+    assert isinstance(response, HttpResponse) and response.status in _ENDPOINT_ANSWERS
+
+
+class _Here(HttpComponent):
+    def on_open(self, conn: object, request: object) -> HttpResponse:
+        return HttpResponse(204)
+
+
+_ROUTER = Router({"/": _Here(), "/chat": _Here(), "/files/{path:path}": _Here()})
+_ROUTER.add("/items/{id}", _Here(), methods=["GET", "PUT"])
+
+
+def router_path(data: bytes) -> None:
+    """The request target the router matches (percent-encoding, dot segments, parameters):
+    a route or an HTTP answer, never an exception."""
+    target = "/" + data.decode("latin-1").lstrip("/")
+    method = ("GET", "PUT", "POST", "HEAD")[len(data) % 4]
+    try:
+        request = http_request(target, method=method)
+    except ValueError:
+        return  # not a request target at all: the HTTP layer answered 400 before routing
+    found = _ROUTER.resolve(request)
+    assert isinstance(found, HttpResponse) or isinstance(found[1], dict)
+
+
 TARGETS: dict[str, Callable[[bytes], None]] = {
     "websocket": websocket,
     "websocket_deflate": websocket_deflate,
@@ -133,4 +209,7 @@ TARGETS: dict[str, Callable[[bytes], None]] = {
     "wamp_msgpack": wamp_msgpack,
     "resp": resp,
     "forwarded": forwarded,
+    "flask_session": flask_session,
+    "publish_body": publish_body,
+    "router_path": router_path,
 }

@@ -224,6 +224,10 @@ def test_a_date_flask_cannot_parse_reads_as_none() -> None:
     )
     cookie = signer.dumps({"when": {" d": "not a date"}})
     assert FlaskSession(SECRET).loads(cookie) == {"when": None}  # as Flask reads it
+    # Found by fuzzing (fuzz/corpus/flask_session/crash-date-too-large): seconds too large
+    # for a C long made the standard library raise OverflowError out of loads().
+    cookie = signer.dumps({"when": {" d": "Mon, 12 Jan 2026 10:00:" + "3" * 120 + " GMT"}})
+    assert FlaskSession(SECRET).loads(cookie) == {"when": None}
 
 
 def test_expiry_follows_max_age() -> None:

@@ -293,7 +293,7 @@ def _b64decode(text: str) -> bytes:
 def _parse_http_date(text: str) -> datetime | None:
     try:
         moment = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # (a field too large: found by fuzzing)
         return None  # what Flask gives for a date it cannot parse
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
