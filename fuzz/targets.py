@@ -161,7 +161,7 @@ def flask_session(data: bytes) -> None:
     assert isinstance(session, dict)
 
 
-serving_broker.set(MemoryBroker())  # the router's server: one process
+_ONE_PROCESS = MemoryBroker()  # the broker of the router's server, while a request is handled
 _ENDPOINT = PublishEndpoint(WampServer(), secret=None, insecure_no_auth=True, max_body_size=8192)
 _ENDPOINT_ANSWERS = {200, 400, 413, 415}
 
@@ -175,7 +175,11 @@ def publish_body(data: bytes) -> None:
         headers=[("Content-Type", "application/json")],
         body=data,
     )
-    response = _ENDPOINT.on_open(RecordingConnection(), request)
+    token = serving_broker.set(_ONE_PROCESS)  # as IoServer.serve does for its handlers
+    try:
+        response = _ENDPOINT.on_open(RecordingConnection(), request)
+    finally:
+        serving_broker.reset(token)
     assert not inspect.isawaitable(response)  # one process: it answers at once
     assert isinstance(response, HttpResponse) and response.status in _ENDPOINT_ANSWERS
 
