@@ -298,12 +298,7 @@ class Dealer(Mapping[str, Procedure]):
                 caller_leg, ClusterReply(caller_leg.ref, None, message.args, message.kwargs)
             )
             return
-        caller, call_id = caller_leg
-        try:
-            caller.send_message(Result(call_id, {}, message.args, message.kwargs).to_list())
-        except EncodeError as exc:
-            why = [f"the result cannot reach you: {exc}"]
-            caller.send_error(CALL, call_id, INVALID_ARGUMENT, why)
+        _answer(*caller_leg, None, message.args, message.kwargs)
 
     def callee_error(self, session: WampConnection, message: Error) -> None:
         caller_leg = self._take_invocation(session, message.request_id)
@@ -313,11 +308,7 @@ class Dealer(Mapping[str, Procedure]):
             answer = ClusterReply(caller_leg.ref, message.error, message.args, message.kwargs)
             self._across.reply(caller_leg, answer)
             return
-        caller, call_id = caller_leg
-        try:
-            caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
-        except EncodeError as exc:
-            caller.send_error(CALL, call_id, message.error, [f"error details lost: {exc}"])
+        _answer(*caller_leg, message.error, message.args, message.kwargs)
 
     def remove(self, session: WampConnection) -> MaybeAwaitable:
         """``session`` left: drop its registrations, fail the calls it was serving and forget
@@ -471,16 +462,8 @@ class Dealer(Mapping[str, Procedure]):
         """The answer to a call of this worker's session, from the callee's worker."""
         if not self._is_open(remote):
             return  # the caller left meanwhile
-        caller, call_id = remote.caller, remote.call_id
-        del self._calls[caller][call_id]
-        try:
-            if message.error is None:
-                caller.send_message(Result(call_id, {}, message.args, message.kwargs).to_list())
-            else:
-                caller.send_error(CALL, call_id, message.error, message.args, message.kwargs)
-        except EncodeError as exc:
-            why = [f"the answer cannot reach you: {exc}"]
-            caller.send_error(CALL, call_id, INVALID_ARGUMENT, why)
+        del self._calls[remote.caller][remote.call_id]
+        _answer(remote.caller, remote.call_id, message.error, message.args, message.kwargs)
 
     def _invoke_for(self, call: ClusterCall) -> None:
         caller_leg = RemoteCaller(call.reply_to, call.ref)
@@ -505,3 +488,27 @@ class Dealer(Mapping[str, Procedure]):
         if calls is not None and calls.get(remote.call_id) is remote:
             calls[remote.call_id] = None  # reopen, so that call_error may answer it
             remote.caller.call_error(remote.call_id, error, why)
+
+
+def _answer(
+    caller: WampConnection,
+    call_id: int,
+    error: str | None,
+    args: list[Any],
+    kwargs: dict[str, Any],
+) -> None:
+    """Send the callee's answer (a result, or the error URI ``error``) to the caller, from a
+    callee on this worker or another. What the caller's serializer cannot carry is replaced by
+    the reason: a result by ``invalid_argument``, an error's details by a note."""
+    try:
+        if error is None:
+            caller.send_message(Result(call_id, {}, args, kwargs).to_list())
+        else:
+            caller.send_error(CALL, call_id, error, args, kwargs)
+    except EncodeError as exc:
+        if error is None:
+            caller.send_error(
+                CALL, call_id, INVALID_ARGUMENT, [f"the result cannot reach you: {exc}"]
+            )
+        else:
+            caller.send_error(CALL, call_id, error, [f"error details lost: {exc}"])
