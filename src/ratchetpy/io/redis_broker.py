@@ -316,10 +316,7 @@ class RedisBroker:
                 ("SET", self._worker_key(self.worker_id), info, "PX", milliseconds, "GET"),
                 ("SADD", self.prefix + "workers", self.worker_id),
                 *(("SET", self.prefix + key, stored, "NX") for key, stored in self._owned.items()),
-                *(
-                    ("EVAL", _RELEASE, "1", self.prefix + key, stored)
-                    for key, stored in unreleased.items()
-                ),
+                *(self._release_command(key, stored) for key, stored in unreleased.items()),
             ]
         )
         for key, stored in unreleased.items():
@@ -348,14 +345,15 @@ class RedisBroker:
         self._unreleased = {}
         await self.publisher.commands(
             [
-                *(
-                    ("EVAL", _RELEASE, "1", self.prefix + key, stored)
-                    for key, stored in owned.items()
-                ),
+                *(self._release_command(key, stored) for key, stored in owned.items()),
                 ("DEL", self._worker_key(self.worker_id)),
                 ("SREM", self.prefix + "workers", self.worker_id),
             ]
         )
+
+    def _release_command(self, key: str, stored: bytes) -> tuple[str | bytes, ...]:
+        """Delete ``key`` if it still holds what this worker stored there (in a pipeline)."""
+        return ("EVAL", _RELEASE, "1", self.prefix + key, stored)
 
     def _worker_key(self, worker: str | bytes) -> bytes:
         name = worker if isinstance(worker, bytes) else worker.encode()
