@@ -125,13 +125,10 @@ class PresenceEvent:
     member: str | None = None
     info: str = ""
 
-    def encode(self) -> bytes:
-        """The body on :func:`presence_channel`: ``[kind, user, member, info]``."""
-        return json.dumps([self.kind, self.user, self.member, self.info]).encode()
-
     @classmethod
     def decode(cls, scope: str, body: bytes) -> PresenceEvent:
-        """Read a body of ``scope``'s presence channel; ValueError if it is not one."""
+        """Read a body of ``scope``'s presence channel (``[kind, user, member, info]``, which
+        the engine writes); ValueError if it is not one."""
         try:
             kind, user, member, info = json.loads(body)
         except (ValueError, TypeError):
@@ -261,8 +258,8 @@ class MessageBroker(Protocol):
         ...
 
     def on_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:
-        """Call ``callback`` with each user's coming online and going offline in ``scope``.
-        Not a checkpoint."""
+        """Call ``callback`` with each :class:`PresenceEvent` of ``scope``: members joining
+        and leaving, users coming online and going offline. Not a checkpoint."""
         ...
 
     def off_presence(self, scope: str, callback: Callable[[PresenceEvent], object]) -> None:

@@ -236,3 +236,15 @@ async def test_a_scopes_numbering_that_expired_goes_on_above_the_old_numbers(
         await admin.execute("DEL", f"ratchetpy:presence-seq:{SCOPE}")  # what that expiry does
     b.present(SCOPE, "2")
     assert await events.next() == ("join", "2")  # not taken for an old one
+
+
+async def test_a_scope_nobody_listens_to_costs_no_events(
+    redis: RedisProcess, workers: list[RedisBroker]
+) -> None:
+    a, _ = workers
+    a.present("wamp-subscribers:realm1:com.example.news", "7", user="alice")
+    await settled(a)
+    assert await a.presence_count("wamp-subscribers:realm1:com.example.news") == 1
+    async with await RedisConnection.open(redis.url) as admin:
+        numbered = await admin.execute("KEYS", "ratchetpy:presence-seq:*")
+    assert numbered == []  # no event was published, so none was numbered

@@ -182,10 +182,12 @@ class Group:
         return {entry.user for entry in await self.members() if entry.user is not None}
 
     def on_presence(self, callback: Callable[[PresenceEvent], object]) -> None:
-        """Call ``callback(event)`` when a user comes online in the group (``event.kind ==
-        "online"``: their first connection in it on any worker) or goes offline (their last
-        left, here or on another worker, or died with its worker); once per user, not per
-        connection. Called while this worker has members. Not a checkpoint."""
+        """Call ``callback(event)`` with each :class:`~ratchetpy.broker.PresenceEvent` of the
+        group: a member joining or leaving on any worker (``"join"``, ``"leave"``), and a user
+        coming online (``"online"``: their first connection in it on any worker) or going
+        offline (``"offline"``: their last left, here or on another worker, or died with its
+        worker), once per user, not per connection. Called while this worker has members.
+        Not a checkpoint."""
         self._presence_callbacks.append(callback)
 
     def _presence(self, event: PresenceEvent) -> None:

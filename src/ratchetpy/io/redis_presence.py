@@ -66,6 +66,10 @@ local function elsewhere(me, scope, user)
   return false
 end
 local function tell(scope, kind, user, member, info)
+  local channel = prefix .. 'presence:' .. scope
+  -- Nobody listens (a scope no worker follows, such as a topic's subscribers): no event, and
+  -- no number spent on it.
+  if redis.call('PUBSUB', 'NUMSUB', channel)[2] == 0 then return end
   local numbers = prefix .. 'presence-seq:' .. scope
   if redis.call('EXISTS', numbers) == 0 then
     -- From Redis' clock in microseconds: above every number given before, also after the
@@ -78,7 +82,7 @@ local function tell(scope, kind, user, member, info)
   local body = cjson.encode({kind, user, member or '', info or ''})
   -- (%d: a number this large would be written as a float by '..')
   local header = 'rp1 presence ' .. string.format('%d', seq) .. '\\n'
-  redis.call('PUBLISH', prefix .. 'presence:' .. scope, header .. body)
+  redis.call('PUBLISH', channel, header .. body)
 end
 local function depart(w, quiet)
   local scopes = prefix .. 'presence-scopes:' .. w
