@@ -16,10 +16,8 @@ Needs redis-server and the project's .venv (ratchetpy, trio, hiredis).
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,40 +26,20 @@ import time
 from pathlib import Path
 
 import trio
+from scale_out import cpu_seconds, free_port, start_redis  # (bench/: the same directory)
 
 from ratchetpy.client import open_session
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = ROOT / "bench" / "servers"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / CLK_TCK
-
-
-def start(directory: Path) -> tuple[subprocess.Popen[str], subprocess.Popen[str], int, list[int]]:
-    redis_port = free_port()
-    redis = subprocess.Popen(
-        ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-         "--dir", str(directory)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
-    )  # fmt: skip
+def start(directory: Path) -> tuple[subprocess.Popen[bytes], subprocess.Popen[str], int, list[int]]:
+    redis, redis_port = start_redis(directory)
     port = free_port()
     command = [sys.executable, "-m", "ratchetpy", "serve", "bench_ratchetpy_rpc:make_app"]
     command += ["--port", str(port), "--workers", "2"]
     command += ["--broker", f"redis://127.0.0.1:{redis_port}/0"]
-    time.sleep(0.2)  # (a benchmark: redis-server needs a moment; the tests use fixtures)
     server = subprocess.Popen(
         command, cwd=SERVERS, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
     )
