@@ -35,7 +35,8 @@ with atheris.instrument_imports():
     import ratchetpy.protocol.websocket, ratchetpy.protocol.deflate, ratchetpy.protocol.resp
     import ratchetpy.protocol.forwarded, ratchetpy.wamp.serializers, ratchetpy.wamp.messages
     import ratchetpy.components.session, ratchetpy.components.router, ratchetpy.wamp.publish
-    import ratchetpy.protocol.http
+    import ratchetpy.protocol.http, ratchetpy.protocol.chunked, ratchetpy.protocol.handshake
+    import ratchetpy.components.http_server, ratchetpy.components.ws_server, h11
 from targets import TARGETS
 atheris.Setup(sys.argv, TARGETS[{name!r}])
 atheris.Fuzz()

@@ -24,6 +24,7 @@ from ratchetpy import (
     WsServer,
     http_response,
 )
+from ratchetpy.testing import RecordingConnection
 from support.components import Echo
 from support.frames import read_http_head, read_until_closed
 
@@ -270,3 +271,18 @@ async def test_expect_100_continue_with_a_body_too_large_gets_413_at_once(
         )
         data = await read_until_closed(stream)
     assert data.startswith(b"HTTP/1.1 413")
+
+
+@pytest.mark.parametrize("target", [b"/", b"example.com:443"])
+def test_connect_gets_501_and_reaches_no_component(target: bytes) -> None:
+    # Found by fuzzing (fuzz/corpus/http_request/crash-connect-answered-200): h11 takes a 2xx
+    # answer to CONNECT as the switch to a tunnel, so the component's 200 left h11 refusing
+    # its body, and that error escaped on_message.
+    hello = Hello()
+    server = HttpServer(hello)
+    conn = RecordingConnection(websocket=False)
+    server.on_open(conn)
+    assert server.on_message(conn, b"CONNECT " + target + b" HTTP/1.1\r\nHost: x\r\n\r\n") is None
+    assert hello.seen == []
+    assert len(conn.sent) == 1 and bytes(conn.sent[0]).startswith(b"HTTP/1.1 501 ")
+    assert conn.closed

@@ -71,6 +71,9 @@ class HttpServer:
     :class:`~ratchetpy.WsServer` does after an upgrade and as Ratchet's HTTP components do when
     they ``send`` a response and ``close``.
 
+    A ``CONNECT`` request (a proxy's method) gets 501 here and reaches no component: this
+    server opens no tunnels.
+
     Options (keyword-only):
 
     ``max_head_size``
@@ -225,6 +228,12 @@ class HttpServer:
         )
         if head_size > self.max_head_size:
             self._reject(conn, 431, f"request head over {self.max_head_size} bytes")
+            return False
+        if event.method == b"CONNECT":
+            # A proxy's method (RFC 9110 section 9.3.6): h11 takes any 2xx answer to it as the
+            # switch to a tunnel, which this server cannot open, and then refuses to send the
+            # answer's body. No component can answer it, so none is asked.
+            self._reject(conn, 501, "CONNECT opens tunnels through proxies; this server is none")
             return False
         headers = Headers(items)
         length = headers.get("content-length")
