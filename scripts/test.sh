@@ -59,6 +59,8 @@ echo "== mypy --strict"
 .venv/bin/mypy --strict src examples
 echo "== import layers (lint-imports)"
 .venv/bin/lint-imports --no-cache
+echo "== docs (sphinx, warnings as errors, internal links checked)"
+.venv/bin/sphinx-build -E -W --keep-going -n -q -b html docs docs/_build/html
 
 AUTOBAHN_SCRIPT="../shared/autobahn/run_autobahn.sh"
 if [ "${AUTOBAHN:-1}" != "0" ] && [ -f "$AUTOBAHN_SCRIPT" ]; then
