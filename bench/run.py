@@ -45,6 +45,7 @@ LOADGEN = BENCH / "build" / "loadgen"
 SERVERS = {
     "ratchetpy": ("bench_ratchetpy.py", "ratchetpy"),
     "ratchetpy-app": ("bench_ratchetpy_app.py", "ratchetpy"),
+    "ratchetpy-metrics": ("bench_ratchetpy_metrics.py", "prometheus_client"),
     "websockets": ("bench_websockets.py", "websockets"),
     "trio-websocket": ("bench_trio_websocket.py", "trio_websocket"),
 }

@@ -17,7 +17,7 @@ from bench_ratchetpy import MAX_SIZE, Broadcast, Echo
 from ratchetpy import App, WsServer
 
 
-def main() -> None:
+def main(*, metrics: bool = False) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--scenario", choices=["echo", "broadcast"], default="echo")
@@ -27,6 +27,8 @@ def main() -> None:
     # The load generator sends no Origin header, so the default origin check lets it in
     # while still running for every handshake.
     app.route("/", WsServer(component, compression=None, max_message_size=MAX_SIZE))
+    if metrics:  # bench_ratchetpy_metrics.py: what collecting them costs
+        app.route("/metrics", app.metrics)
     app.run()
 
 

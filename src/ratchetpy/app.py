@@ -8,6 +8,7 @@
     app.route("/rooms/{room}", Rooms())                      # request.path_params["room"]
     app.route("/assets/{path:path}", StaticFiles("public"))  # pages, scripts, images
     app.route("/health", app.health)                         # a function: request -> response
+    app.route("/metrics", app.metrics)                       # Prometheus, every worker
     app.run()
 
 Under it is the same stack you could build by hand, so nothing is hidden:
@@ -46,6 +47,7 @@ from .exceptions import BrokerError
 from .io.redis_broker import RedisBroker
 from .io.server import IoServer, ServerStats
 from .io.workers import WorkerLink
+from .metrics import CONTENT_TYPE, collect_snapshots, render, require_prometheus_client
 from .protocol.http import HttpRequest, HttpResponse
 from .wamp import WampComponent, WampServer
 
@@ -191,7 +193,13 @@ class App:
 
         ``http_host`` restricts the route to requests for that host (``Host`` header);
         ``methods`` to those methods (others get 405 with ``Allow``).
+
+        Routing :meth:`metrics` raises ``ImportError`` when ``prometheus-client`` is missing,
+        and turns on the measurements it reports (``collect_metrics``).
         """
+        if component == self.metrics:
+            require_prometheus_client()
+            self.server.collect_metrics = True
         served = self._as_http_component(component)
         if methods is None:
             # Read before the origin check wraps it (a component of your own may not derive
@@ -255,6 +263,17 @@ class App:
             headers=(("Cache-Control", "no-store"),),
         )
 
+    async def metrics(self, request: HttpRequest) -> HttpResponse:
+        """A Prometheus endpoint: ``app.route("/metrics", app.metrics)`` answers 200 with
+        every worker's metrics in Prometheus' text format (see :mod:`ratchetpy.metrics` and
+        the metrics how-to). Routing it turns the server's ``collect_metrics`` on, and needs
+        ``prometheus-client`` (``pip install 'ratchetpy[metrics]'``): without it,
+        :meth:`route` raises ``ImportError`` saying so. A checkpoint with other workers."""
+        body = render(await collect_snapshots(self.server))
+        return HttpResponse(
+            200, body, content_type=CONTENT_TYPE, headers=(("Cache-Control", "no-store"),)
+        )
+
     async def cluster_stats(self, request: HttpRequest) -> HttpResponse:
         """Every worker's statistics and their sums: ``app.route("/stats", app.cluster_stats)``
         answers 200 with JSON ``{"workers": [{"id", "host", "pid", "address", "broker"
@@ -270,6 +289,8 @@ class App:
             body = {"error": "broker_unavailable", "reason": str(exc)}
             return HttpResponse(503, json.dumps(body), "application/json", headers=headers)
         workers = [{"id": worker, **json.loads(info)} for worker, info in announced.items()]
+        for worker in workers:
+            worker.pop("metrics", None)  # the metrics endpoint's, not part of this answer
         if not broker.distributed:
             workers = [{"id": broker.worker_id, **self.server.info()}]
         total: dict[str, float] = {"workers": len(workers)}

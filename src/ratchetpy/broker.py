@@ -84,6 +84,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
 __all__ = [
+    "BrokerStats",
     "Handler",
     "MemoryBroker",
     "MessageBroker",
@@ -99,6 +100,21 @@ logger = logging.getLogger("ratchetpy.broker")
 
 #: Called with the body of each message of a channel, in order; must not block.
 Handler = Callable[[bytes], object]
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerStats:
+    """How a broker's link to the other workers has fared (:meth:`MessageBroker.stats`)."""
+
+    #: The link can pass messages on now (:attr:`MessageBroker.healthy`).
+    up: bool
+    #: Connections to the broker lost (and so reconnections attempted) since it started.
+    reconnects: int
+    #: Publications for other workers it could not pass on (refused or failed).
+    unsent: int
+    #: Times messages from other workers may have been missed: a gap in a worker's
+    #: numbering, or a resubscription after a reconnection.
+    missed: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,6 +305,11 @@ class MessageBroker(Protocol):
         """True while the broker can pass messages on (what a health check reports)."""
         ...
 
+    def stats(self) -> BrokerStats:
+        """How the link has fared since it started (what the metrics report). Not a
+        checkpoint."""
+        ...
+
     async def check(self) -> None:
         """Raise BrokerError if the broker cannot be reached now. A checkpoint."""
         ...
@@ -442,6 +463,9 @@ class MemoryBroker:
         for scope, members in list(self._members.items()):
             for member in list(members):
                 self.absent(scope, member)
+
+    def stats(self) -> BrokerStats:
+        return BrokerStats(up=True, reconnects=0, unsent=0, missed=0)
 
     async def check(self) -> None:
         return None

@@ -5,6 +5,7 @@
     ratchetpy serve myapp:Chat --port 8080
     ratchetpy serve myapp:app --host 0.0.0.0 --certfile cert.pem --keyfile key.pem
     ratchetpy serve myapp:app --workers 4 --broker redis://127.0.0.1:6379/0
+    ratchetpy serve myapp:app --workers 4 --broker redis://127.0.0.1:6379/0 --metrics /metrics
 
 ``serve MODULE:ATTR`` imports ``MODULE`` (from the current directory too) and serves ``ATTR``:
 
@@ -17,6 +18,9 @@
 
 ``--workers N`` serves with N processes on one port (see :mod:`ratchetpy.io.workers`); more
 than one needs ``--broker``, and SIGHUP then restarts them one by one.
+
+``--metrics PATH`` serves Prometheus metrics of every worker at ``PATH`` (see
+:mod:`ratchetpy.metrics`; it needs ``pip install 'ratchetpy[metrics]'``).
 
 It runs until SIGINT or SIGTERM, then shuts down gracefully (1001 to every WebSocket, queued
 data flushed, at most ``--shutdown-timeout`` seconds) and exits with status 0. It exits with 1
@@ -103,6 +107,12 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="serve with N worker processes on one port, restarted when they crash, "
         "restarted one by one on SIGHUP (more than one needs --broker)",
+    )
+    serve.add_argument(
+        "--metrics",
+        metavar="PATH",
+        help="serve Prometheus metrics of every worker at PATH, e.g. /metrics "
+        "(needs pip install 'ratchetpy[metrics]')",
     )
     serve.add_argument(
         "--reuse-port",
@@ -193,6 +203,7 @@ def build_app(args: argparse.Namespace) -> App:
             app.server.shutdown_timeout = args.shutdown_timeout
         if args.reuse_port:
             app.server.reuse_port = True
+        _route_metrics(app, args.metrics)
         return app
     app = App(
         None,
@@ -206,7 +217,19 @@ def build_app(args: argparse.Namespace) -> App:
         reuse_port=args.reuse_port,
     )
     app.route(args.path or "/{path:path}", target, allowed_origins=list(args.origin) or None)
+    _route_metrics(app, args.metrics)
     return app
+
+
+def _route_metrics(app: App, path: str | None) -> None:
+    if path is None:
+        return
+    if not path.startswith("/"):
+        raise _UsageError(f"--metrics takes a path such as /metrics, not {path!r}")
+    try:
+        app.route(path, app.metrics)
+    except ImportError as exc:
+        raise _UsageError(str(exc)) from None
 
 
 def _check_workers(args: argparse.Namespace, app: App) -> None:

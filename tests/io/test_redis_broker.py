@@ -24,7 +24,7 @@ from ratchetpy import (
     MessageComponent,
     RedisReplyError,
 )
-from ratchetpy.broker import MemoryBroker
+from ratchetpy.broker import BrokerStats, MemoryBroker
 from ratchetpy.io.redis import RedisConnection
 from ratchetpy.io.redis_broker import RedisBroker
 from ratchetpy.protocol.envelope import Envelope
@@ -143,6 +143,8 @@ async def test_an_outage_is_refused_visibly_and_reported_as_missed(
     with trio.fail_after(5):
         while b.refused == 0:  # refused once the buffer time passed, logged and counted
             await trio.sleep(0.01)
+    assert b.stats() == BrokerStats(up=False, reconnects=b.stats().reconnects, unsent=2, missed=0)
+    assert b.stats().reconnects >= 1  # what the metrics report of the outage
     with redis_server(tmp_path, port=port):
         with trio.fail_after(10):
             while not (a.healthy and b.healthy and missed):
@@ -152,6 +154,8 @@ async def test_an_outage_is_refused_visibly_and_reported_as_missed(
         assert await got.take(1) == [b"after"]  # and nothing refused was delivered
     assert any("1 publications could not be passed on" in r.getMessage() for r in caplog.records)
     assert b.refused == 1
+    assert b.stats().up and b.stats().unsent == 2  # the awaited one (its caller was told) too
+    assert a.stats().missed == 1
     # Refused before they were sent, so they left no gap in b's sequence.
     assert not any("were missed" in r.getMessage() for r in caplog.records)
 

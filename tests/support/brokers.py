@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ratchetpy.broker import (
+    BrokerStats,
     Handler,
     MessageBroker,
     PresenceEntry,
@@ -41,6 +42,9 @@ class LinkedBroker:
     @property
     def healthy(self) -> bool:
         return not self.down
+
+    def stats(self) -> BrokerStats:
+        return BrokerStats(up=not self.down, reconnects=0, unsent=self.refused, missed=0)
 
     def listen(self, channel: str, handler: Handler) -> None:
         self.handlers.setdefault(channel, []).append(handler)

@@ -23,6 +23,7 @@ from ratchetpy.wamp.messages import (
     NOT_AUTHORIZED,
     PROCEDURE_ALREADY_EXISTS,
     PROTOCOL_VIOLATION,
+    PUBLISH,
     REGISTER,
     REGISTERED,
     RESULT,
@@ -288,3 +289,30 @@ def test_procedure_and_payload_basics() -> None:
     assert error.error == NOT_AUTHORIZED and error.error_args == ["why", 2]
     assert error.error_kwargs == {"k": 1} and str(error) == f"{NOT_AUTHORIZED}: why"
     assert str(WampError(NOT_AUTHORIZED)) == NOT_AUTHORIZED
+
+
+async def test_the_router_counts_its_sessions_subscriptions_registrations_and_calls() -> None:
+    server = WampServer()
+    callee, caller, other = await joined(server, 3)
+    # Each connection the router is given adds it to that server's counters (once).
+    assert caller.ws.counters.sources == {id(server): server}
+    await callee.register("com.example.add")
+    await caller.subscribe("com.example.news")
+    await other.subscribe("com.example.news")
+    await other.subscribe("com.example.other")
+    await caller.send(CALL, 1, {}, "com.example.add", [1, 2])
+    await caller.send(PUBLISH, 2, {}, "com.example.news", ["hi"])
+    assert server.metrics() == {
+        "wamp_sessions": 3,
+        "wamp_topics": 2,
+        "wamp_subscriptions": 3,
+        "wamp_registrations": 1,
+        "wamp_publications": 1,
+        "wamp_calls": 1,
+    }
+    await other.leave()  # its subscriptions go with it
+    assert server.metrics()["wamp_subscriptions"] == 1
+    assert server.metrics()["wamp_topics"] == 1
+    await callee.leave()
+    assert server.metrics()["wamp_registrations"] == 0
+    assert server.metrics()["wamp_sessions"] == 1

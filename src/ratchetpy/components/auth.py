@@ -204,7 +204,7 @@ class Authenticate(HttpDecorator):
     ) -> HttpResponse:
         address, method, path = conn.remote_address, request.method, request.path
         logger.info("HTTP %d to %s: %s %s: %s", status, address, method, path, why)
-        count_refusal(conn, request)
+        count_refusal(conn, request, status)
         headers = [("WWW-Authenticate", self.challenge)] if status == 401 else []
         return HttpResponse.error(status, why, headers=headers)
 
@@ -220,7 +220,7 @@ class Authenticate(HttpDecorator):
             self.check,
             exc_info=exc,
         )
-        count_refusal(conn, request)
+        count_refusal(conn, request, 500)
         return HttpResponse.error(500, "the authentication check failed")
 
 

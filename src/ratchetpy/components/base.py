@@ -208,7 +208,11 @@ def invoke(component: Any, conn: Connection, handler: Any, *args: Any) -> MaybeA
 
 
 def report_error(component: Any, conn: Connection, exc: Exception) -> MaybeAwaitable:
-    """Hand ``exc`` to ``component.on_error``; if that raises too, log it and close with 1011."""
+    """Hand ``exc`` to ``component.on_error``; if that raises too, log it and close with 1011.
+    Counted in the server's ``handler_errors``."""
+    counters = getattr(conn, "counters", None)
+    if counters is not None:
+        counters.handler_errors += 1
     try:
         result: MaybeAwaitable = component.on_error(conn, exc)
     except Exception:

@@ -13,7 +13,15 @@ from typing import Any, Protocol
 
 from ..protocol.http import NO_SESSION, HttpRequest
 
-__all__ = ["Connection", "Counters", "Timer", "Transport", "raw_bytes"]
+__all__ = [
+    "Connection",
+    "Counters",
+    "MetricsSource",
+    "Timer",
+    "Transport",
+    "close_code_label",
+    "raw_bytes",
+]
 
 
 class Timer(Protocol):
@@ -24,19 +32,31 @@ class Timer(Protocol):
 
 
 class Counters:
-    """Running totals one server keeps for its statistics; every layer adds to them.
+    """Running totals one server keeps for its statistics and metrics; every layer adds to
+    them.
 
-    Plain integers bumped inline: counting must cost next to nothing per message.
+    Plain integers bumped inline: counting must cost next to nothing per message. The dicts
+    count by a label whose values are few and known (an HTTP status, a close code): never
+    by anything a client chooses freely. ``sources`` are components that report their own
+    counts (a :class:`~ratchetpy.WampServer`, a publish endpoint): each adds itself with
+    :meth:`add_source` when it first sees a connection of this server.
     """
 
     __slots__ = (
         "bytes_in",
         "bytes_out",
+        "close_received",
+        "close_sent",
         "connections_total",
+        "handler_errors",
+        "handshakes",
         "handshakes_rejected",
+        "http_open",
         "messages_in",
         "messages_out",
         "slow_consumer_closes",
+        "sources",
+        "websockets_open",
     )
 
     def __init__(self) -> None:
@@ -47,6 +67,52 @@ class Counters:
         self.messages_out = 0  # WebSocket messages sent (a broadcast counts one per client)
         self.slow_consumer_closes = 0  # connections closed or dropped for not reading
         self.handshakes_rejected = 0  # requests refused before or at the WebSocket upgrade
+        self.handshakes: dict[int, int] = {}  # WebSocket upgrades by answer: 101 or a 4xx/5xx
+        self.http_open = 0  # connections HttpServer holds (WebSockets included)
+        self.websockets_open = 0  # connections upgraded to WebSocket and not yet closed
+        self.close_sent: dict[str, int] = {}  # close frames sent, by close_code_label()
+        self.close_received: dict[str, int] = {}  # close frames received, by close_code_label()
+        self.handler_errors = 0  # exceptions a handler raised (each given to on_error)
+        self.sources: dict[int, MetricsSource] = {}
+
+    def handshake(self, status: int) -> None:
+        """Count a WebSocket upgrade answered with ``status``: 101, or a refusal."""
+        self.handshakes[status] = self.handshakes.get(status, 0) + 1
+        if status != 101:
+            self.handshakes_rejected += 1
+
+    def close_frame_sent(self, code: int) -> None:
+        """Count a close frame this server sent."""
+        label = close_code_label(code)
+        self.close_sent[label] = self.close_sent.get(label, 0) + 1
+
+    def close_frame_received(self, code: int) -> None:
+        """Count a close frame a peer sent (1005: one without a code)."""
+        label = close_code_label(code)
+        self.close_received[label] = self.close_received.get(label, 0) + 1
+
+    def add_source(self, source: MetricsSource) -> None:
+        """Count ``source``'s :meth:`~MetricsSource.metrics` in this server's (once)."""
+        self.sources.setdefault(id(source), source)
+
+
+class MetricsSource(Protocol):
+    """A component that keeps counts of its own for the server's metrics."""
+
+    def metrics(self) -> Mapping[str, int | Mapping[str, int]]:
+        """Its counts now: totals and gauges by name, or counts by a label value."""
+        ...
+
+
+def close_code_label(code: int) -> str:
+    """The label a close code is counted under: the code itself for those RFC 6455 and IANA
+    define (1000-1015), else its range ("3xxx" registered, "4xxx" private, "other"), so that
+    a peer cannot make the label take thousands of values."""
+    if 1000 <= code <= 1015:
+        return str(code)
+    if 3000 <= code <= 4999:
+        return f"{code // 1000}xxx"
+    return "other"
 
 
 class Connection:

@@ -73,17 +73,18 @@ def _refuse(
         request.path,
         why,
     )
-    count_refusal(conn, request)
+    count_refusal(conn, request, status)
     return HttpResponse.error(status, why, headers=headers)
 
 
-def count_refusal(conn: Connection, request: HttpRequest) -> None:
-    """Count a refused WebSocket handshake in the server's statistics (``handshakes_rejected``);
-    refused plain HTTP requests are not counted."""
+def count_refusal(conn: Connection, request: HttpRequest, status: int) -> None:
+    """Count a WebSocket handshake refused with ``status`` in the server's statistics
+    (``handshakes_rejected``, and by status for its metrics); refused plain HTTP requests
+    are not counted."""
     if _is_upgrade(request):
         counters = getattr(conn, "counters", None)
         if counters is not None:
-            counters.handshakes_rejected += 1
+            counters.handshake(status)
 
 
 class OriginCheck(HttpDecorator):
@@ -355,7 +356,7 @@ class IpBlackList(_Tracked):
             if request is None:
                 conn.close()
                 return None
-            count_refusal(conn, request)
+            count_refusal(conn, request, 403)
             return HttpResponse.error(403, f"the address {conn.remote_address} is blocked")
         return self._let_through(conn, request, key)
 

@@ -125,6 +125,9 @@ class HttpServer:
         parser = h11.Connection(h11.SERVER, max_incomplete_event_size=self.max_head_size)
         timer = conn.call_later(self.request_timeout, lambda: self._timed_out(conn))
         self._conns[conn] = _Pending(parser, timer, conn.remote_address)
+        counters = getattr(conn, "counters", None)
+        if counters is not None:
+            counters.http_open += 1
         return None
 
     def on_message(self, conn: Connection, data: bytes) -> MaybeAwaitable:
@@ -149,6 +152,9 @@ class HttpServer:
 
     def on_close(self, conn: Connection) -> MaybeAwaitable:
         pending = self._conns.pop(conn, None)
+        counters = getattr(conn, "counters", None)
+        if counters is not None:
+            counters.http_open -= 1
         if isinstance(pending, _Pending):
             pending.timer.cancel()
             return None

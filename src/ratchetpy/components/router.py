@@ -28,6 +28,7 @@ from urllib.parse import unquote
 from ..protocol.http import HttpRequest, HttpResponse, host_matches, split_host
 from .base import HttpComponent, MaybeAwaitable, when_answered
 from .connection import Connection
+from .guards import count_refusal
 
 __all__ = ["Page", "Route", "Router"]
 
@@ -205,6 +206,7 @@ class Router(HttpComponent):
                 request.method,
                 request.path,
             )
+            count_refusal(conn, request, found.status)
             return found
         route, params = found
         if params:

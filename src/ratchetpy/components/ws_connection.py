@@ -24,7 +24,7 @@ from ..protocol.websocket import (
     encode_broadcast_compressed,
 )
 from .base import MaybeAwaitable, MessageComponent, guarded, invoke, report_error
-from .connection import Connection, Timer, Transport
+from .connection import Connection, Counters, Timer, Transport
 
 __all__ = ["WsConnection", "broadcast"]
 
@@ -69,6 +69,7 @@ class WsConnection(Connection):
         self._keepalive_timer: Timer | None = None
         if keepalive:
             self._keepalive_timer = transport.call_later(keepalive, self._keepalive_tick)
+        transport.counters.websockets_open += 1
 
     # -- the Connection interface ------------------------------------------------------------
 
@@ -91,7 +92,7 @@ class WsConnection(Connection):
         """
         if self.closed:
             return
-        frame = self._protocol.encode_close(code, reason)
+        frame = self._close_frame(code, reason)
         transport = self._transport
         transport.write(frame)
         # Wait for the peer's close frame, but not forever.
@@ -110,6 +111,11 @@ class WsConnection(Connection):
 
     def call_later(self, delay: float, callback: Callable[[], Any]) -> Timer:
         return self._transport.call_later(delay, callback)
+
+    @property
+    def counters(self) -> Counters:
+        """The server's running totals (what its metrics report)."""
+        return self._transport.counters
 
     @property
     def close_code(self) -> int | None:
@@ -146,6 +152,7 @@ class WsConnection(Connection):
             self._close_timer.cancel()
         if self._keepalive_timer is not None:
             self._keepalive_timer.cancel()
+        self._transport.counters.websockets_open -= 1
         code, reason = self.close_code, self.close_reason
         logger.info(
             "WebSocket #%s from %s closed: %s%s",
@@ -204,9 +211,10 @@ class WsConnection(Connection):
         elif type(event) is Pong:
             self._awaiting_pong = False
         elif type(event) is CloseReceived:
+            transport.counters.close_frame_received(event.code)
             if not protocol.close_sent:
                 code = event.code if event.code != 1005 else 1000
-                transport.write_urgent(protocol.encode_close(code))
+                transport.write_urgent(self._close_frame(code))
             transport.close()
         elif type(event) is ProtocolFailure:
             logger.info(
@@ -221,7 +229,7 @@ class WsConnection(Connection):
     def _fail(self, code: int, reason: str) -> None:
         """Close after a protocol failure: send our close frame and hang up without waiting."""
         if not self._protocol.close_sent:
-            self._transport.write_urgent(self._protocol.encode_close(code, reason))
+            self._transport.write_urgent(self._close_frame(code, reason))
         self._transport.close()
 
     def _drop_slow_consumer(self) -> None:
@@ -233,9 +241,15 @@ class WsConnection(Connection):
             transport.buffered_amount,
         )
         transport.counters.slow_consumer_closes += 1
-        frame = self._protocol.encode_close(1008, "slow consumer: too much unread data")
+        frame = self._close_frame(1008, "slow consumer: too much unread data")
         transport.write_urgent(frame, discard_queued=True)
         transport.close()
+
+    def _close_frame(self, code: int, reason: str = "") -> bytes:
+        # Every close frame this side sends is made here, so each is counted once.
+        frame = self._protocol.encode_close(code, reason)
+        self._transport.counters.close_frame_sent(code)
+        return frame
 
     def _keepalive_tick(self) -> None:
         if self.closed or self._keepalive is None:

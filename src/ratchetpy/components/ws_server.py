@@ -177,6 +177,7 @@ class WsServer(HttpComponent):
         transport.write_urgent(
             accept_response(upgrade.key, subprotocol=subprotocol, extensions=extensions)
         )
+        transport.counters.handshake(101)
         logger.info(
             "WebSocket #%s from %s opened on %s%s%s",
             transport.resource_id,
@@ -206,7 +207,7 @@ class WsServer(HttpComponent):
         self, transport: Transport, status: int, why: str, headers: Iterable[tuple[str, str]] = ()
     ) -> None:
         logger.info("handshake from %s refused with %d: %s", transport.remote_address, status, why)
-        transport.counters.handshakes_rejected += 1
+        transport.counters.handshake(status)
         refusal = HttpResponse.error(status, why, headers=headers)
         transport.write(http_response(status, refusal.body, headers=refusal.headers))
         transport.close()

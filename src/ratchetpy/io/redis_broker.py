@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from ..broker import (
+    BrokerStats,
     Handler,
     MessageBroker,
     PresenceEntry,
@@ -156,6 +157,10 @@ class RedisBroker:
         self.refused = 0
         self.malformed = 0
         self.duplicates = 0
+        #: Awaited publications that failed (their publishers were told), gaps in another
+        #: worker's numbering seen plus resubscriptions (each may have missed messages).
+        self.failed = 0
+        self.missed = 0
         self._send, self._queue = trio.open_memory_channel[_Outgoing](max_queue)
         self._handlers: dict[str, list[Handler]] = {}
         self._sequences: dict[str, itertools.count[int]] = {}
@@ -366,6 +371,16 @@ class RedisBroker:
         """Both connections up, and every channel with listeners subscribed."""
         return self.publisher.connected and self.subscriber.healthy
 
+    def stats(self) -> BrokerStats:
+        """The link's state and totals: both connections' reconnections, the publications
+        refused, the times messages may have been missed."""
+        return BrokerStats(
+            up=self.healthy,
+            reconnects=self.publisher.reconnects + self.subscriber.reconnects,
+            unsent=self.refused + self.failed,
+            missed=self.missed,
+        )
+
     async def check(self) -> None:
         """Connect and log in once, to raise :class:`~ratchetpy.BrokerUnavailable` (or the
         refused login's :class:`~ratchetpy.RedisReplyError`) as itself: :meth:`run` and a
@@ -450,6 +465,7 @@ class RedisBroker:
                 for item, error in zip(batch, outcomes, strict=True)
                 if error and item.done is None
             ]
+            self.failed += sum(1 for error in outcomes if error) - len(unseen)
             if unseen:
                 self.refused += len(unseen)
                 logger.warning(
@@ -516,6 +532,7 @@ class RedisBroker:
             self._missed(channel.decode("utf-8", "replace").removeprefix(self.prefix))
 
     def _missed(self, channel: str) -> None:
+        self.missed += 1
         for callback in list(self._missed_callbacks):
             call_logged(callback, channel)
 

@@ -35,6 +35,7 @@ from ..broker import MemoryBroker, MessageBroker, serving_broker
 from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
 from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
+from .telemetry import SchedulerLag, process_sample
 from .timers import ServerTimers, run_callback
 from .tls import TlsConnection, tls_context
 from .transport import Hub, TcpConnection
@@ -132,6 +133,12 @@ class IoServer:
         Open connections at most (default: no limit). At the limit the server stops accepting
         and new connections wait in the listen backlog until one closes. A WARNING is logged
         when the limit is reached, an INFO once the server is below it with nobody waiting.
+    ``collect_metrics``
+        Measure what metrics need beyond the running totals (default False; ``App`` turns it
+        on when a route serves ``app.metrics``): a task in the server's nursery that records
+        how late a 100 ms timer fires (:class:`~ratchetpy.io.telemetry.SchedulerLag`), and,
+        with other workers, a :meth:`metrics_snapshot` in each announcement, so that one
+        scrape of any worker reports them all. Settable until :meth:`serve` starts.
 
     Errors: the constructor raises ``ValueError`` for contradictory options and
     :class:`ServerError` for certificate files it cannot load. Nothing a client does raises
@@ -156,6 +163,7 @@ class IoServer:
         max_connections: int | None = None,
         broker: MessageBroker | None = None,
         reuse_port: bool = False,
+        collect_metrics: bool = False,
     ) -> None:
         if max_connections is not None and max_connections < 1:
             raise ValueError("max_connections must be at least 1")
@@ -171,6 +179,11 @@ class IoServer:
         self.tls_handshake_timeout = tls_handshake_timeout
         self.max_connections = max_connections
         self.reuse_port = reuse_port
+        self.collect_metrics = collect_metrics
+        # What this worker's metrics are labelled with: its number when a supervisor started
+        # it (run() learns it), else its PID.
+        self._worker_label = str(os.getpid())
+        self.scheduler_lag = SchedulerLag()
         self.broker: MessageBroker = MemoryBroker() if broker is None else broker
         self._hub = Hub(write_limit=write_limit, close_timeout=close_timeout)
         self._ids = itertools.count(1)
@@ -218,6 +231,54 @@ class IoServer:
             handshakes_rejected=c.handshakes_rejected,
             uptime=uptime,
         )
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Everything this worker's metrics report, as plain data (what a worker announces to
+        the others, and :mod:`ratchetpy.metrics` renders): open connections by kind, the
+        running totals, handshakes by status, close codes sent and received, what the WAMP
+        routers and publish endpoints count, the broker link, the scheduler lag (with
+        ``collect_metrics``) and the process. Not a checkpoint; from the server's thread."""
+        c = self._hub.counters
+        open_now = len(self._connections)
+        sources: dict[str, Any] = {}
+        for source in c.sources.values():
+            for name, value in source.metrics().items():
+                if isinstance(value, int):
+                    sources[name] = sources.get(name, 0) + value
+                else:
+                    merged = sources.setdefault(name, {})
+                    for label, count in value.items():
+                        merged[label] = merged.get(label, 0) + count
+        broker = self.broker.stats()
+        return {
+            "worker": self._worker_label,
+            "connections": {
+                "websocket": c.websockets_open,
+                "http": c.http_open - c.websockets_open,
+                "raw": open_now - c.http_open,
+            },
+            "connections_total": c.connections_total,
+            "bytes_in": c.bytes_in,
+            "bytes_out": c.bytes_out,
+            "messages_in": c.messages_in,
+            "messages_out": c.messages_out,
+            "slow_consumer_closes": c.slow_consumer_closes,
+            "handler_errors": c.handler_errors,
+            "handshakes": {str(status): count for status, count in c.handshakes.items()},
+            "close_sent": dict(c.close_sent),
+            "close_received": dict(c.close_received),
+            "sources": sources,
+            "broker": {
+                "distributed": self.broker.distributed,
+                "up": broker.up,
+                "reconnects": broker.reconnects,
+                "unsent": broker.unsent,
+                "missed": broker.missed,
+            },
+            "timers": len(self._hub.timers),
+            "scheduler_lag": self.scheduler_lag.snapshot() if self.collect_metrics else None,
+            "process": process_sample(),
+        }
 
     # -- timers and other threads (Ratchet's loop->addTimer, addPeriodicTimer) ----------------
 
@@ -312,6 +373,8 @@ class IoServer:
             return
         # Bind before trio starts, so a busy port raises a plain ServerError here rather than
         # one wrapped in the exception group of the nursery that serve() runs in.
+        if link is not None:
+            self._worker_label = str(link.index)
         inherited = link.listener() if link is not None else None
         self._listener = inherited if inherited is not None else self._listen()
         try:
@@ -409,6 +472,8 @@ class IoServer:
                 self._timers.start_all(hub.timers, nursery)
                 nursery.start_soon(hub.run_flusher)
                 nursery.start_soon(hub.timers.run, hub.flush_dirty)
+                if self.collect_metrics:
+                    nursery.start_soon(self.scheduler_lag.run)
                 announcing = trio.CancelScope()
                 if self.broker.distributed:  # listed among the workers before serving: what
                     # it owns (WAMP registrations) is tied to that announcement
@@ -447,6 +512,7 @@ class IoServer:
             "address": f"{self.address}:{self.port}",
             "broker": "ok" if self.broker.healthy else "unavailable",
             **asdict(self.stats()),
+            **({"metrics": self.metrics_snapshot()} if self.collect_metrics else {}),
         }
 
     def shutdown(self) -> None:

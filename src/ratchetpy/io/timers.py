@@ -56,6 +56,10 @@ class TimerQueue:
         self._seq = itertools.count()
         self._scope: trio.CancelScope | None = None
 
+    def __len__(self) -> int:
+        """Timers held: those pending, and those cancelled until their time comes."""
+        return len(self._heap)
+
     def call_later(self, delay: float, callback: Callable[[], Any]) -> TimerHandle:
         """Run ``callback()`` in ``delay`` seconds (trio time). Not a checkpoint."""
         return self.call_at(trio.current_time() + delay, callback)

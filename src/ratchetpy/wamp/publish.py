@@ -215,13 +215,24 @@ class PublishEndpoint(HttpComponent):
         self.insecure_no_auth = insecure_no_auth
         self.clock = clock
         self._allowed = _topic_policy(allow_topics)
+        # Requests by outcome for the server's metrics: "published" or a refusal's error code
+        # (a fixed set: the codes the wire format documents).
+        self._outcomes: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"PublishEndpoint(auth={self.auth!r}, realm={self.realm!r})"
 
     # -- HttpComponent interface -----------------------------------------------------------
 
+    def metrics(self) -> dict[str, dict[str, int]]:
+        """What the server's metrics report of this endpoint: requests by outcome
+        (``published`` or the error code of the refusal). Not a checkpoint."""
+        return {"publish_requests": dict(self._outcomes)}
+
     def on_open(self, conn: Connection, request: HttpRequest) -> HttpResult:
+        counters = getattr(conn, "counters", None)
+        if counters is not None:
+            counters.add_source(self)
         try:
             outcome = self._publish(request)
         except _Refusal as refusal:
@@ -239,8 +250,8 @@ class PublishEndpoint(HttpComponent):
             return self._refused(conn, refusal)
         return self._published(answer)
 
-    @staticmethod
-    def _published(answer: dict[str, int]) -> HttpResponse:
+    def _published(self, answer: dict[str, int]) -> HttpResponse:
+        self._outcomes["published"] = self._outcomes.get("published", 0) + 1
         return HttpResponse(
             200,
             json.dumps(answer),
@@ -248,8 +259,8 @@ class PublishEndpoint(HttpComponent):
             headers=(("Cache-Control", "no-store"),),
         )
 
-    @staticmethod
-    def _refused(conn: Connection, refusal: _Refusal) -> HttpResponse:
+    def _refused(self, conn: Connection, refusal: _Refusal) -> HttpResponse:
+        self._outcomes[refusal.code] = self._outcomes.get(refusal.code, 0) + 1
         logger.info(
             "HTTP publish refused with %d to %s: %s",
             refusal.status,

@@ -144,6 +144,9 @@ class WampServer(MessageComponent):
         self._alone = MemoryBroker()  # the broker of a router driven outside any server
         # realms whose sessions' presence this router follows, and through which broker
         self._meta_listening: dict[str, MessageBroker] = {}
+        # Totals for the server's metrics (the gauges are counted from the realms).
+        self._publications = 0
+        self._calls = 0
 
     # -- server-side API -------------------------------------------------------------------
 
@@ -251,9 +254,28 @@ class WampServer(MessageComponent):
         """Joined sessions by session id (a copy)."""
         return dict(self._sessions)
 
+    def metrics(self) -> dict[str, int]:
+        """What the server's metrics report of this router: sessions joined, topics with
+        subscribers, subscriptions (a session's to a topic), registered procedures, and the
+        PUBLISH and CALL messages received since it started. Not a checkpoint."""
+        realms = list(self._realms.values())
+        return {
+            "wamp_sessions": len(self._sessions),
+            "wamp_topics": sum(len(realm.topics) for realm in realms),
+            "wamp_subscriptions": sum(
+                len(topic.subscribers) for realm in realms for topic in realm.topics
+            ),
+            "wamp_registrations": sum(len(realm.procedures) for realm in realms),
+            "wamp_publications": self._publications,
+            "wamp_calls": self._calls,
+        }
+
     # -- MessageComponent interface (called by WsServer) -------------------------------------
 
     def on_open(self, conn: Connection) -> MaybeAwaitable:
+        counters = getattr(conn, "counters", None)
+        if counters is not None:
+            counters.add_source(self)
         serializer = self._serializers.get(conn.subprotocol or "")
         if serializer is None:  # WsServer refuses these at the handshake; be safe anyway
             conn.close(1002, "no WAMP subprotocol negotiated")
@@ -538,6 +560,7 @@ class WampServer(MessageComponent):
         return _broker(session.realm).unsubscribe(session, message)
 
     def _publish(self, session: WampConnection, message: Publish) -> MaybeAwaitable:
+        self._publications += 1
         return _broker(session.realm).publish(session, message)
 
     def _register(self, session: WampConnection, message: Register) -> MaybeAwaitable:
@@ -547,6 +570,7 @@ class WampServer(MessageComponent):
         return _dealer(session.realm).unregister(session, message)
 
     def _call(self, session: WampConnection, message: Call) -> MaybeAwaitable:
+        self._calls += 1
         topics = _broker(session.realm)
         cluster = topics.cluster
         if self.meta_api and message.procedure in META_PROCEDURES and cluster is not None:
