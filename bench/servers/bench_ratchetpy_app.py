@@ -24,9 +24,14 @@ def main(*, metrics: bool = False) -> None:
     args = parser.parse_args()
     component = Echo() if args.scenario == "echo" else Broadcast()
     app = App("localhost", args.port, "127.0.0.1")
-    # The load generator sends no Origin header, so the default origin check lets it in
-    # while still running for every handshake.
-    app.route("/", WsServer(component, compression=None, max_message_size=MAX_SIZE))
+    # bench/loadgen sends no Origin header and ../shared/bench/wsload sends
+    # "http://127.0.0.1": the origin check lets both in while still running for every
+    # handshake.
+    app.route(
+        "/",
+        WsServer(component, compression=None, max_message_size=MAX_SIZE),
+        allowed_origins=["127.0.0.1"],
+    )
     if metrics:  # bench_ratchetpy_metrics.py: what collecting them costs
         app.route("/metrics", app.metrics)
     app.run()
