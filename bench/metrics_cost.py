@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale_out import ROOT, WSLOAD, build_wsload, cpu_seconds, free_port, wait_listening
+from scale_out import ROOT, WSLOAD, build_wsload, cpu_seconds, free_port, pinned_server
 
 SERVERS = {
     "without metrics": ROOT / "bench" / "servers" / "bench_ratchetpy_app.py",
@@ -47,30 +45,11 @@ def measure(server: str, scenario: str, duration: float) -> float:
     mode, generator, _ = SCENARIOS[scenario]
     port = free_port()
     command = [sys.executable, str(SERVERS[server]), "--port", str(port), "--scenario", mode]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    process = subprocess.Popen(
-        ["taskset", "-c", "0", *command],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_listening(port, process)
+    with pinned_server(command, port) as process:
         timing = ["--size", "32", "--warmup", "1", "--duration", str(duration)]
+        generate = ["taskset", "-c", "1", str(WSLOAD), "--port", str(port), "--path", "/"]
         load = subprocess.Popen(
-            [
-                "taskset",
-                "-c",
-                "1",
-                str(WSLOAD),
-                "--port",
-                str(port),
-                "--path",
-                "/",
-                *generator,
-                *timing,
-            ],
+            [*generate, *generator, *timing],
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -88,13 +67,6 @@ def measure(server: str, scenario: str, duration: float) -> float:
         if result is None or result.get("errors") or result.get("seq_errors") or not used:
             raise RuntimeError(f"{server}, {scenario}: invalid run: {result}")
         return float(result["msgs"]) / used
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
 
 
 def main() -> None:

@@ -27,6 +27,7 @@ redis-server and gcc.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,6 +91,30 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
     raise RuntimeError("server did not listen")
 
 
+@contextlib.contextmanager
+def pinned_server(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``command`` (a server of this checkout's src/) on the first core, in a session of its
+    own, until it listens on ``port``; SIGTERM to its session afterwards (SIGKILL after 15 s)."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    server = subprocess.Popen(
+        ["taskset", "-c", "0", *command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_listening(port, server)
+        yield server
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+
+
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_port()
     command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
@@ -107,16 +133,7 @@ def run_setup(name: str, redis_url: str, redis_pid: int, args: argparse.Namespac
         command += ["--broker", redis_url]
     if name.startswith("2 workers"):
         command += ["--workers", "2"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
-    server = subprocess.Popen(
-        ["taskset", "-c", "0", *command],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_listening(port, server)
+    with pinned_server(command, port) as server:
         if name.startswith("2 workers"):
             deadline = time.monotonic() + 30
             while len(descendants(server.pid)) < 3:  # the supervisor (taskset execs) + 2 workers
@@ -166,13 +183,6 @@ def run_setup(name: str, redis_url: str, redis_pid: int, args: argparse.Namespac
             "processes": len(pids),
             "cpu_by_process": split,
         }
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 HOP_SCRIPT = r"""

@@ -11,11 +11,12 @@ from typing import Any
 import pytest
 import trio
 
-from ratchetpy import IoServer
+from ratchetpy import App, IoServer
 from support.processes import SUPPORT, ServerProcess, StartWorkers
 from support.redis import RedisProcess, redis_server
 
 Start = Callable[..., Awaitable[tuple[IoServer, int]]]
+ServeApp = Callable[[App], Awaitable[int]]
 
 
 @pytest.fixture
@@ -26,6 +27,18 @@ async def start_server(nursery: trio.Nursery) -> AsyncIterator[Start]:
         server = IoServer(app, port=0, address="127.0.0.1", **options)
         port = await nursery.start(server.serve)
         return server, port
+
+    yield start
+
+
+@pytest.fixture
+async def serve_app(nursery: trio.Nursery) -> AsyncIterator[ServeApp]:
+    """``port = await serve_app(app)``: serve an App (its own address and port) in the test's
+    nursery, returning the port it got."""
+
+    async def start(app: App) -> int:
+        port: int = await nursery.start(app.serve)
+        return port
 
     yield start
 

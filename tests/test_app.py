@@ -8,7 +8,6 @@ import http.client
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import trio
 from websockets.exceptions import InvalidStatus
 from websockets.trio.client import connect
 
+from conftest import ServeApp
 from ratchetpy import (
     App,
     Authenticate,
@@ -32,17 +32,6 @@ from ratchetpy import (
 )
 from ratchetpy.app import _describe
 from ratchetpy.components.guards import LOOPBACK_HOSTS
-
-Serve = Callable[[App], Awaitable[int]]
-
-
-@pytest.fixture
-async def serve(nursery: trio.Nursery) -> AsyncIterator[Serve]:
-    async def start(app: App) -> int:
-        port: int = await nursery.start(app.serve)
-        return port
-
-    yield start
 
 
 class Rooms(MessageComponent):
@@ -85,15 +74,15 @@ def make_app(tmp_path: Path, **options: Any) -> App:
     return app
 
 
-async def test_websocket_route_with_path_parameters(serve: Serve, tmp_path: Path) -> None:
-    port = await serve(make_app(tmp_path))
+async def test_websocket_route_with_path_parameters(serve_app: ServeApp, tmp_path: Path) -> None:
+    port = await serve_app(make_app(tmp_path))
     async with connect(f"ws://127.0.0.1:{port}/rooms/caf%C3%A9") as ws:
         await ws.send("hi")
         assert await ws.recv() == "café|127.0.0.1|hi"
 
 
-async def test_http_routes_of_every_kind(serve: Serve, tmp_path: Path) -> None:
-    port = await serve(make_app(tmp_path))
+async def test_http_routes_of_every_kind(serve_app: ServeApp, tmp_path: Path) -> None:
+    port = await serve_app(make_app(tmp_path))
 
     def check() -> None:
         assert request(port, "GET", "/")[2] == b"<h1>page</h1>"
@@ -139,9 +128,9 @@ async def test_http_routes_of_every_kind(serve: Serve, tmp_path: Path) -> None:
     ],
 )
 async def test_origin_policy(
-    serve: Serve, tmp_path: Path, path: str, origin: str, status: int | None
+    serve_app: ServeApp, tmp_path: Path, path: str, origin: str, status: int | None
 ) -> None:
-    port = await serve(make_app(tmp_path))
+    port = await serve_app(make_app(tmp_path))
     origin = origin.format(port=port)
     url = f"ws://127.0.0.1:{port}{path}"
     if status is None:
@@ -173,9 +162,9 @@ def test_allowed_hosts_default(http_host: str | None, address: str, expected: li
     assert given.hosts.allowed_hosts == ["chat.test"]
 
 
-async def test_requests_for_other_hosts_get_421(serve: Serve, tmp_path: Path) -> None:
-    port = await serve(make_app(tmp_path))
-    anywhere = await serve(make_app(tmp_path, allowed_hosts=["*"]))
+async def test_requests_for_other_hosts_get_421(serve_app: ServeApp, tmp_path: Path) -> None:
+    port = await serve_app(make_app(tmp_path))
+    anywhere = await serve_app(make_app(tmp_path, allowed_hosts=["*"]))
 
     def check() -> None:
         status, _, body = request(port, "GET", "/", Host="evil.test")
@@ -188,9 +177,11 @@ async def test_requests_for_other_hosts_get_421(serve: Serve, tmp_path: Path) ->
     await trio.to_thread.run_sync(check)
 
 
-async def test_trusted_proxy_gives_the_real_client_address(serve: Serve, tmp_path: Path) -> None:
+async def test_trusted_proxy_gives_the_real_client_address(
+    serve_app: ServeApp, tmp_path: Path
+) -> None:
     trusting = make_app(tmp_path, trusted_proxies=["127.0.0.1"])
-    port = await serve(trusting)
+    port = await serve_app(trusting)
     forwarded = {"X-Forwarded-For": "198.51.100.7, 203.0.113.1"}
     url = f"ws://127.0.0.1:{port}/rooms/a"
     async with connect(url, additional_headers=forwarded) as ws:
@@ -204,17 +195,19 @@ async def test_trusted_proxy_gives_the_real_client_address(serve: Serve, tmp_pat
     assert info.value.response.status_code == 403
 
 
-async def test_untrusted_peers_cannot_forge_their_address(serve: Serve, tmp_path: Path) -> None:
-    port = await serve(make_app(tmp_path))
+async def test_untrusted_peers_cannot_forge_their_address(
+    serve_app: ServeApp, tmp_path: Path
+) -> None:
+    port = await serve_app(make_app(tmp_path))
     url = f"ws://127.0.0.1:{port}/rooms/a"
     async with connect(url, additional_headers={"X-Forwarded-For": "198.51.100.7"}) as ws:
         await ws.send("x")
         assert await ws.recv() == "a|127.0.0.1|x"
 
 
-async def test_limits_and_statistics(serve: Serve, tmp_path: Path) -> None:
+async def test_limits_and_statistics(serve_app: ServeApp, tmp_path: Path) -> None:
     app = make_app(tmp_path, max_connections_per_ip=2, handshake_rate=(3, 60.0))
-    port = await serve(app)
+    port = await serve_app(app)
     url = f"ws://127.0.0.1:{port}/rooms/a"
     async with connect(url) as a, connect(url) as b:
         with pytest.raises(InvalidStatus) as info:
@@ -237,10 +230,10 @@ async def test_limits_and_statistics(serve: Serve, tmp_path: Path) -> None:
 
 
 async def test_logs_say_what_happened(
-    serve: Serve, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    serve_app: ServeApp, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="ratchetpy")
-    port = await serve(make_app(tmp_path))
+    port = await serve_app(make_app(tmp_path))
     async with connect(f"ws://127.0.0.1:{port}/rooms/a") as ws:
         await ws.send("x")
         await ws.recv()
@@ -266,7 +259,7 @@ def test_route_refuses_what_it_cannot_serve(tmp_path: Path) -> None:
         App().route("/", 42)
 
 
-async def test_endpoint_results(serve: Serve) -> None:
+async def test_endpoint_results(serve_app: ServeApp) -> None:
     app = App(None, 0)
     app.route("/none", lambda req: None)
     app.route("/bytes", lambda req: b"\x00\x01")
@@ -274,7 +267,7 @@ async def test_endpoint_results(serve: Serve) -> None:
     app.route("/response", lambda req: HttpResponse(418, "teapot"))
     app.route("/bad", lambda req: 3.5)
     app.route("/ws", WsServer(Rooms()))
-    port = await serve(app)
+    port = await serve_app(app)
 
     def check() -> None:
         assert request(port, "GET", "/none")[0] == 204
@@ -287,7 +280,7 @@ async def test_endpoint_results(serve: Serve) -> None:
     await trio.to_thread.run_sync(check)
 
 
-async def test_a_failing_endpoint_leaves_no_trace_in_the_limits(serve: Serve) -> None:
+async def test_a_failing_endpoint_leaves_no_trace_in_the_limits(serve_app: ServeApp) -> None:
     app = App(None, 0, max_connections_per_ip=1)
 
     def broken(req: HttpRequest) -> str:
@@ -296,7 +289,7 @@ async def test_a_failing_endpoint_leaves_no_trace_in_the_limits(serve: Serve) ->
     app.route("/broken", broken)
     app.route("/ws", Rooms())
     app.route("/rooms/{room}", Rooms())
-    port = await serve(app)
+    port = await serve_app(app)
     for _ in range(3):
         status, _, body = await trio.to_thread.run_sync(request, port, "GET", "/broken")
         assert status == 500 and b"internal server error" in body

@@ -8,7 +8,6 @@ import http.client
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -18,24 +17,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.trio.client import connect
 
-from conftest import StartWorkers
+from conftest import ServeApp, StartWorkers
 from ratchetpy import App, Connection, MessageComponent
 from ratchetpy.cli import _parser, build_app, main
 from ratchetpy.io.telemetry import LAG_BUCKETS
 from ratchetpy.wamp import PublishEndpoint, WampServer
 from ratchetpy.wamp.messages import HELLO, PUBLISH, SUBSCRIBE
 
-Serve = Callable[[App], Awaitable[int]]
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-
-
-@pytest.fixture
-async def serve(nursery: trio.Nursery) -> AsyncIterator[Serve]:
-    async def start(app: App) -> int:
-        port: int = await nursery.start(app.serve)
-        return port
-
-    yield start
 
 
 class Echo(MessageComponent):
@@ -91,9 +80,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return found[0]
 
 
-async def test_one_scrape_counts_websockets_wamp_publishes_and_refusals(serve: Serve) -> None:
+async def test_one_scrape_counts_websockets_wamp_publishes_and_refusals(
+    serve_app: ServeApp,
+) -> None:
     app = metrics_app()
-    port = await serve(app)
+    port = await serve_app(app)
     async with connect(f"ws://127.0.0.1:{port}/echo") as echo:
         for n in range(5):
             await echo.send(f"hello {n}")
@@ -165,9 +156,9 @@ async def test_one_scrape_counts_websockets_wamp_publishes_and_refusals(serve: S
         assert not any("/" in v or "127.0.0.1" in v for v in label_values)
 
 
-async def test_the_scheduler_lag_histogram_sees_a_blocked_loop(serve: Serve) -> None:
+async def test_the_scheduler_lag_histogram_sees_a_blocked_loop(serve_app: ServeApp) -> None:
     app = metrics_app()
-    port = await serve(app)
+    port = await serve_app(app)
     lag = app.server.scheduler_lag
     with trio.fail_after(5):
         while lag.observed == 0:  # the probe's first wake-up, 100 ms after serving
