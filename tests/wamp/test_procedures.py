@@ -162,6 +162,7 @@ async def test_on_call_raising_a_plain_exception() -> None:
     assert not caller.ws.closed
     await caller.send(CALL, 1, {}, "p")  # the id is free again
     assert error_of(caller.take_one()) == (CALL, 1, RUNTIME_ERROR)
+    assert caller.ws.counters.handler_errors == 2  # what the metrics report, once each
 
 
 async def test_on_call_raising_after_answering_sends_no_second_answer() -> None:

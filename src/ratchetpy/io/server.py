@@ -249,7 +249,6 @@ class IoServer:
                     merged = sources.setdefault(name, {})
                     for label, count in value.items():
                         merged[label] = merged.get(label, 0) + count
-        broker = self.broker.stats()
         return {
             "worker": self._worker_label,
             "connections": {
@@ -268,13 +267,7 @@ class IoServer:
             "close_sent": dict(c.close_sent),
             "close_received": dict(c.close_received),
             "sources": sources,
-            "broker": {
-                "distributed": self.broker.distributed,
-                "up": broker.up,
-                "reconnects": broker.reconnects,
-                "unsent": broker.unsent,
-                "missed": broker.missed,
-            },
+            "broker": {"distributed": self.broker.distributed, **asdict(self.broker.stats())},
             "timers": len(self._hub.timers),
             "scheduler_lag": self.scheduler_lag.snapshot() if self.collect_metrics else None,
             "process": process_sample(),

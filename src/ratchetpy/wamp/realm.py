@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Protocol, runtime_checkable
 
 from ..components.base import MaybeAwaitable
-from ..components.connection import Connection, Timer
+from ..components.connection import Connection, Counters, Timer
 from .cluster import Route
 from .messages import (
     ABORT,
@@ -383,6 +383,13 @@ class WampConnection(Connection):
     def websocket(self) -> Connection:
         """The WebSocket connection this session runs on."""
         return self._ws
+
+    @property
+    def counters(self) -> Counters | None:
+        """The running totals of the server this session's WebSocket is on (``None`` for a
+        WebSocket of no server): what a WAMP handler's error is counted in."""
+        counters: Counters | None = getattr(self._ws, "counters", None)
+        return counters
 
     @property
     def serializer(self) -> Serializer:

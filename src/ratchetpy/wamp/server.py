@@ -262,9 +262,7 @@ class WampServer(MessageComponent):
         return {
             "wamp_sessions": len(self._sessions),
             "wamp_topics": sum(len(realm.topics) for realm in realms),
-            "wamp_subscriptions": sum(
-                len(topic.subscribers) for realm in realms for topic in realm.topics
-            ),
+            "wamp_subscriptions": sum(len(topic) for realm in realms for topic in realm.topics),
             "wamp_registrations": sum(len(realm.procedures) for realm in realms),
             "wamp_publications": self._publications,
             "wamp_calls": self._calls,
