@@ -191,6 +191,16 @@ class Load:
             await self.stop.wait()
         return self.stop.is_set()
 
+    async def wait_turn(self, deadline: float, interval: tuple[float, float]) -> bool:
+        """Wait a random time in ``interval``: True when the client may go on; False, once it
+        waited out the rest of its life (``deadline``) or the load stopped."""
+        wait = self.rng.uniform(*interval)
+        left = deadline - trio.current_time()
+        if wait >= left:
+            await self.pause(left)
+            return False
+        return not await self.pause(wait)
+
     def text(self, prefix: str, seq: int, room: int) -> str:
         rng = self.rng
         config = self.config
@@ -228,14 +238,7 @@ class Load:
             seq = 0
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(receive, ws)
-                while True:
-                    wait = rng.uniform(*self.config.chat_interval)
-                    left = deadline - trio.current_time()
-                    if wait >= left:
-                        await self.pause(left)
-                        break
-                    if await self.pause(wait):
-                        break
+                while await self.wait_turn(deadline, self.config.chat_interval):
                     seq += 1
                     text = self.text(prefix, seq, room)
                     pending[seq] = trio.current_time()
@@ -298,14 +301,7 @@ class Load:
                 nursery.start_soon(receive)
                 stage("publishing")
                 request = 1
-                while True:
-                    wait = rng.uniform(*self.config.publish_interval)
-                    left = deadline - trio.current_time()
-                    if wait >= left:
-                        await self.pause(left)
-                        break
-                    if await self.pause(wait):
-                        break
+                while await self.wait_turn(deadline, self.config.publish_interval):
                     request += 1
                     unacknowledged.add(request)
                     publish = [16, request, {"acknowledge": True}, topic, [f"soak {request}"]]

@@ -2,12 +2,14 @@
 # Run every check ratchetpy has, from a fresh clone: sets up .venv (and chromium, nginx and
 # redis-server for the browser, proxy and Redis tests, when missing and we are root with
 # apt-get), then ruff, mypy --strict,
-# the import-layer contracts, the Autobahn TestSuite subset against examples/echo.py, and pytest,
-# in .venv and then (noxfile.py) on every other supported CPython installed (3.11 to the newest).
+# the import-layer contracts, the Autobahn TestSuite subset against examples/echo.py, pytest in
+# .venv, the two-minute soak, and pytest (noxfile.py) on every other supported CPython installed
+# (3.11 to the newest).
 #
 #   bash scripts/test.sh            everything
 #   AUTOBAHN=0 bash scripts/test.sh skip the Autobahn run (it needs ../shared/autobahn and Python 2.7)
 #   OTHER_PYTHONS=0 bash scripts/test.sh   pytest in .venv only, not on the other Pythons
+#   SOAK=0 bash scripts/test.sh     skip the two-minute soak (bench/soak.py --minutes 2 --check)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -97,6 +99,13 @@ fi
 
 echo "== pytest ($(.venv/bin/python --version))"
 .venv/bin/pytest -q
+
+if [ "${SOAK:-1}" != "0" ]; then
+  # The soak's two-minute version, with the hour's checks (bench/README.md, "Soak"): about
+  # 2,000 clients churning; memory, descriptors, tasks and timers flat and back to idle.
+  echo "== soak (2 minutes, bench/soak.py --check)"
+  .venv/bin/python bench/soak.py --minutes 2 --check > /dev/null
+fi
 
 if [ "${OTHER_PYTHONS:-1}" != "0" ]; then
   default=$(.venv/bin/python -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')
