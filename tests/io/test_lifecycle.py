@@ -12,6 +12,7 @@ from websockets.exceptions import ConnectionClosed as ClientClosed
 from websockets.trio.client import connect
 
 from ratchetpy import Connection, HttpServer, IoServer, MessageComponent, WsServer
+from support.busy_stream import WRITE_LIMIT, Opened, read_steadily_then_close
 from support.examples import load_example
 from support.frames import (
     parse_server_frames,
@@ -317,3 +318,18 @@ async def test_a_failing_layer_loses_one_connection_not_the_server(start_server:
         await survivor.send_all(b"still served")
         with trio.fail_after(5):
             assert await survivor.receive_some(100) == b"still served"
+
+
+async def test_a_client_reading_a_busy_stream_steadily_is_still_heard(
+    start_server: Any, nursery: trio.Nursery
+) -> None:
+    """A reader paused because a quarter of the write limit is queued resumes as the client
+    reads, not only once the queue is empty: in a busy room the queue may never empty, and a
+    client that keeps up must still have its ping and its close answered."""
+    component = Opened()
+    app = HttpServer(WsServer(component, compression=None))
+    _, port = await start_server(app, write_limit=WRITE_LIMIT)
+    stream, early = await raw_websocket(port)
+    async with stream:
+        outcome = await read_steadily_then_close(stream, early, component, nursery)
+    assert (outcome.close_code, outcome.pongs) == (1000, 1)

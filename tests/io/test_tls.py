@@ -27,6 +27,7 @@ from ratchetpy import (
     ServerError,
     WsServer,
 )
+from support.busy_stream import WRITE_LIMIT, Opened, read_steadily_then_close
 from support.frames import client_frame, parse_server_frames, read_http_head, upgrade_request
 
 
@@ -212,6 +213,25 @@ async def test_control_frames_keep_their_place_under_tls(
                 while len(received) < len(expected):
                     received += await stream.receive_some(100)
             assert received == expected
+
+
+async def test_a_client_reading_a_busy_stream_over_tls_is_still_heard(
+    start_server: Any,
+    nursery: trio.Nursery,
+    server_ctx: ssl.SSLContext,
+    client_ctx: ssl.SSLContext,
+) -> None:
+    """As over plain TCP: the paused reader resumes as the peer takes ciphertext, so a client
+    that keeps up with a queue that never empties has its ping and its close answered."""
+    component = Opened()
+    app = HttpServer(WsServer(component, compression=None))
+    _, port = await start_server(app, write_limit=WRITE_LIMIT, ssl_context=server_ctx)
+    async with await tls_stream(port, client_ctx) as stream:
+        await stream.send_all(upgrade_request())
+        head, early = await read_http_head(stream)  # type: ignore[arg-type]
+        assert head.startswith(b"HTTP/1.1 101"), head
+        outcome = await read_steadily_then_close(stream, early, component, nursery)
+    assert (outcome.close_code, outcome.pongs) == (1000, 1)
 
 
 @pytest.mark.parametrize("separate_key", [False, True])

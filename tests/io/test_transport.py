@@ -6,6 +6,8 @@ import logging
 import socket
 
 import pytest
+import trio
+import trio.testing
 
 from ratchetpy.exceptions import ConnectionClosed
 from ratchetpy.io.transport import Hub, TcpConnection
@@ -57,4 +59,41 @@ async def test_a_write_the_kernel_refuses_drops_the_connection(
     assert not conn.write(b"more"), "a dropped connection queues nothing"
     with pytest.raises(ConnectionClosed):
         await conn.drain()  # what was queued is lost, and drain() says so
+    conn.finish()
+
+
+async def test_wait_taken_returns_as_the_peer_reads_though_the_queue_never_empties() -> None:
+    hub = Hub(write_limit=2**30, close_timeout=10)
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    ours.setblocking(False)
+    conn = TcpConnection(hub, ours, 1, "peer")
+    resumed = trio.Event()
+
+    async def reader() -> None:
+        await conn.wait_taken(100_000)
+        resumed.set()
+
+    with peer:
+        async with trio.open_nursery() as nursery:
+            hub.nursery = nursery
+            conn.write(b"x" * 1_000_000)
+            hub.flush_all()  # the kernel takes a little; a drain task waits for the rest
+            nursery.start_soon(reader)
+            await trio.testing.wait_all_tasks_blocked()
+            taken = 0
+            while not resumed.is_set():
+                taken += len(await trio.to_thread.run_sync(peer.recv, 65536))
+                conn.write(b"y" * 65536)  # topped up as it goes: never empty
+                await trio.testing.wait_all_tasks_blocked()
+            assert 100_000 <= taken < 1_000_000
+            assert conn.buffered_amount > 0
+            # A dropped connection wakes the reader too.
+            nursery.start_soon(reader)
+            resumed = trio.Event()
+            await trio.testing.wait_all_tasks_blocked()
+            conn.abort()
+            with trio.fail_after(5):
+                await resumed.wait()
     conn.finish()

@@ -20,8 +20,10 @@ from ratchetpy import (
 )
 from ratchetpy.exceptions import HandshakeRefused, WampCallError
 from ratchetpy.testing import RecordingConnection, http_request, open_memory_server, resolve
+from support.busy_stream import WRITE_LIMIT, Opened, read_steadily_then_close
 from support.components import Echo, Recorder
 from support.examples import load_example
+from support.frames import read_http_head, upgrade_request
 
 
 async def test_the_chat_example_in_memory() -> None:
@@ -100,6 +102,23 @@ async def test_a_client_that_stops_reading_is_a_slow_consumer() -> None:
             while True:
                 await ws.receive()
         assert closed.value.code == 1008
+
+
+async def test_a_client_reading_a_busy_stream_is_still_heard_in_memory(
+    nursery: trio.Nursery,
+) -> None:
+    """The memory server's reader pauses and resumes as IoServer's does: as the client reads,
+    not only once the queue is empty."""
+    component = Opened()
+    stack = HttpServer(WsServer(component, compression=None))
+    async with open_memory_server(stack, write_limit=WRITE_LIMIT) as server:
+        stream = await server.connect()
+        await stream.send_all(upgrade_request())
+        head, early = await read_http_head(stream)  # type: ignore[arg-type]
+        assert head.startswith(b"HTTP/1.1 101"), head
+        outcome = await read_steadily_then_close(stream, early, component, nursery)
+        await stream.aclose()
+    assert (outcome.close_code, outcome.pongs) == (1000, 1)
 
 
 async def test_shutdown_closes_every_client_with_1001() -> None:

@@ -34,7 +34,7 @@ import trio
 from ..broker import MemoryBroker, MessageBroker, serving_broker
 from ..components.base import MaybeAwaitable, guarded, invoke, report_error, shut_down
 from ..components.connection import Connection, Timer
-from ..exceptions import ConnectionClosed, InvalidStateError, ServerError
+from ..exceptions import InvalidStateError, ServerError
 from .telemetry import SchedulerLag, process_sample
 from .timers import ServerTimers, run_callback
 from .tls import TlsConnection, tls_context
@@ -98,9 +98,10 @@ class IoServer:
     ``write_limit``
         Bytes that may queue for one peer before it counts as a slow consumer (default 4 MiB).
         The layer above decides what then happens: WebSocket connections are closed with 1008,
-        raw TCP connections are dropped. A connection whose own replies back up past a quarter
-        of it stops being read until they are written, so a client that sends without reading
-        slows itself down instead of growing the server's memory.
+        raw TCP connections are dropped. A connection with more than a quarter of it queued
+        stops being read until the peer has taken another eighth, so a client that sends
+        without reading slows itself down instead of growing the server's memory, while one
+        that reads, however busy its room, is still heard.
     ``shutdown_timeout``
         Seconds that a graceful shutdown waits for connections to finish their closing
         handshakes before dropping the rest (default 5).
@@ -621,6 +622,7 @@ class IoServer:
         on_message = app.on_message
         counters = hub.counters
         pause_at = hub.write_limit // 4
+        resume_after = pause_at // 2
         recv: Callable[[int], bytes] = sock.recv
         early = b""
         if conn.aborted:  # by a shutdown, before this task started
@@ -646,11 +648,9 @@ class IoServer:
                 await self._call(conn, on_message, conn, early)
             while not conn.finished:
                 if conn.buffered_amount > pause_at:
-                    # Our replies are not being read: stop reading until they are written.
-                    try:
-                        await conn.drain()
-                    except ConnectionClosed:
-                        break
+                    # What we send is not being read: read no more until the peer takes some
+                    # of it (see wait_taken for why not until all of it).
+                    await conn.wait_taken(resume_after)
                 if conn.aborted:
                     break
                 try:

@@ -274,6 +274,8 @@ class TlsConnection(TcpConnection):
             if sent < 0:
                 return False
             self._out_size -= sent
+            if self._taken is not None:
+                self._note_taken(sent)
             offset += sent
             if offset < len(cipher):
                 self._cipher_offset = offset

@@ -120,6 +120,9 @@ class TcpConnection(Connection):
         self._dirty = False
         self._draining = False  # a drain task owns writes to the socket
         self._drained: trio.Event | None = None
+        # The reader's wait in wait_taken(): woken once the peer has taken _taken_wanted bytes.
+        self._taken: trio.Event | None = None
+        self._taken_wanted = 0
         self._close_timer: TimerHandle | None = None
         #: Set once the connection is finished; readers stop, timers are ignored.
         self._finished = False
@@ -161,6 +164,22 @@ class TcpConnection(Connection):
         if self._lost_queued_data:
             raise ConnectionClosed("the connection was dropped before its queue was written")
         await trio.lowlevel.checkpoint()
+
+    async def wait_taken(self, nbytes: int) -> None:
+        """Wait until the peer has taken ``nbytes`` more of the queue (or all of it), or the
+        connection is dropped. A checkpoint; for the server's reader, one waiter at a time.
+
+        The reader's backpressure: it resumes as the peer reads. Waiting for an empty queue
+        instead (:meth:`drain`) could wait for ever on a connection that others keep writing
+        to, such as a member of a busy room who reads as fast as the room talks: its pings and
+        its close would go unanswered.
+        """
+        if self._out_size and self._sock is not None:
+            self._taken_wanted = nbytes
+            self._taken = event = trio.Event()
+            await event.wait()
+        else:
+            await trio.lowlevel.checkpoint()
 
     @property
     def buffered_amount(self) -> int:
@@ -263,6 +282,16 @@ class TcpConnection(Connection):
         if self._drained is not None:
             self._drained.set()
             self._drained = None
+        if self._taken is not None:
+            self._taken.set()
+            self._taken = None
+
+    def _note_taken(self, sent: int) -> None:
+        """The kernel took ``sent`` bytes while the reader waits in :meth:`wait_taken`."""
+        self._taken_wanted -= sent
+        if self._taken_wanted <= 0 and self._taken is not None:
+            self._taken.set()
+            self._taken = None
 
     def _pending_bytes(self) -> bytes | memoryview:
         out = self._out
@@ -321,6 +350,8 @@ class TcpConnection(Connection):
 
     def _consumed(self, sent: int) -> None:
         self._out_size -= sent
+        if self._taken is not None:
+            self._note_taken(sent)
         out = self._out
         if not self._out_size:
             out.clear()

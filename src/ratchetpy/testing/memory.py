@@ -44,9 +44,11 @@ class _Pipe:
         self._head_partial = False
         self._end_when_read = False
         self.size = 0
+        self.taken = 0  # bytes the reader has taken, ever
         self.eof = False
         self._readable = trio.lowlevel.ParkingLot()
         self._emptied = trio.lowlevel.ParkingLot()
+        self._progressed = trio.lowlevel.ParkingLot()
 
     def put(self, data: bytes) -> None:
         if data:
@@ -72,12 +74,14 @@ class _Pipe:
         self._head_partial = False
         self.size = 0
         self._emptied.unpark_all()
+        self._progressed.unpark_all()
 
     def close(self) -> None:
         """No more bytes: the reader sees the end of the stream once the queue is read."""
         self.eof = True
         self._readable.unpark_all()
         self._emptied.unpark_all()
+        self._progressed.unpark_all()
 
     def close_when_read(self) -> None:
         """End the stream once what is queued has been read (a TCP half-close after flush)."""
@@ -107,6 +111,8 @@ class _Pipe:
             room -= len(chunk)
         data = b"".join(taken)
         self.size -= len(data)
+        self.taken += len(data)
+        self._progressed.unpark_all()
         if not self.size:
             self._emptied.unpark_all()
             if self._end_when_read:
@@ -117,6 +123,12 @@ class _Pipe:
     async def wait_empty(self) -> None:
         while self.size and not self.eof:
             await self._emptied.park()
+
+    async def wait_taken(self, nbytes: int) -> None:
+        """Until the reader has taken ``nbytes`` more (or everything), or the pipe ends."""
+        target = self.taken + nbytes
+        while self.size and not self.eof and self.taken < target:
+            await self._progressed.park()
 
 
 class MemoryTransport(Connection):
@@ -179,6 +191,13 @@ class MemoryTransport(Connection):
         await self._to_client.wait_empty()
         if self._lost_queued_data:
             raise ConnectionClosed("the connection was dropped before its queue was read")
+        await trio.lowlevel.checkpoint()
+
+    async def wait_taken(self, nbytes: int) -> None:
+        """Wait until the client has read ``nbytes`` more of the queue (or all of it), or the
+        connection is dropped: the in-memory server's reader pauses with it, as
+        :class:`~ratchetpy.IoServer`'s does on a TCP connection. A checkpoint."""
+        await self._to_client.wait_taken(nbytes)
         await trio.lowlevel.checkpoint()
 
     @property

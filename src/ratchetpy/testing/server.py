@@ -27,7 +27,7 @@ from ..components.base import MessageComponent, invoke, shut_down
 from ..components.connection import Counters
 from ..components.http_server import HttpServer
 from ..components.ws_server import WsServer
-from ..exceptions import ConnectionClosed, InvalidStateError
+from ..exceptions import InvalidStateError
 from ..io.server import IoServer
 from ..io.timers import TimerQueue
 from ..wamp.component import WampComponent
@@ -270,17 +270,16 @@ class MemoryServer:
         serving_broker.set(self.broker)  # this task's context is its own: nothing to reset
         app = self.component
         pause_at = self.write_limit // 4
+        resume_after = pause_at // 2
         try:
             self._open[transport] = True
             await self._call(transport, app.on_open, transport, on_first_await=opened)
             opened.set()
             while not transport.finished:
                 if transport.buffered_amount > pause_at:
-                    # Our replies are not being read: stop reading until they are.
-                    try:
-                        await transport.drain()
-                    except ConnectionClosed:
-                        break
+                    # What we send is not being read: read no more until the client takes
+                    # some of it, as IoServer does.
+                    await transport.wait_taken(resume_after)
                 data = await transport.receive()
                 if not data:
                     break
