@@ -224,9 +224,23 @@ class Load:
         compression = "deflate" if rng.random() < self.config.compression_share else None
         counts = self.counts
 
+        where = f"room {room}{' (busy)' if room < self.config.busy_rooms else ''}"
+        closing_at: float | None = None
+        read_while_closing = 0
+
         async def receive(ws: ClientConnection) -> None:
+            nonlocal read_while_closing
             async for msg in ws:
                 counts["chat messages received"] += 1
+                if closing_at is not None:
+                    # Said if the close frame does not come: whether the client was still
+                    # reading, and how late into the close.
+                    read_while_closing += 1
+                    late = trio.current_time() - closing_at
+                    stage(
+                        f"closing, {where}: {read_while_closing} messages read since, the "
+                        f"last {late:.1f} s in"
+                    )
                 if isinstance(msg, str) and msg.startswith(prefix):
                     pending.pop(int(msg[len(prefix) : msg.index(" ")]), None)
                     if waiting and not pending:
@@ -250,7 +264,8 @@ class Load:
                     with trio.move_on_after(self.config.reply_timeout):
                         await all_back.wait()
                 lost = len(pending)
-                stage("closing")
+                stage(f"closing, {where}: nothing read since")
+                closing_at = trio.current_time()
                 await ws.aclose()
         if lost:
             return "own messages not received", f"{lost} of {seq} in room {room}"
