@@ -18,6 +18,13 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip
+# The C accelerator (setup.py) must build here, so that the suite tests it and the Python
+# fallback both (tests/protocol/test_masking.py); nox's sessions inherit this too.
+export RATCHETPY_BUILD_SPEEDUPS=1
+if ! command -v cc > /dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null 2>&1; then
+  echo "== installing gcc (apt-get) for the C accelerator"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc > /dev/null
+fi
 .venv/bin/pip install -q -e ".[test]"
 
 # Programs some tests drive (and php-cli for the PHP publisher): the system Chromium (tests/test_browser*.py, through Playwright,

@@ -20,6 +20,8 @@ import zlib
 from ..exceptions import LocalProtocolError
 from .deflate import DeflateParameters, Deflater, Inflater, compress_alone
 from .events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
+from .masking import IMPLEMENTATION, TRANSLATE_MIN
+from .masking import unmask as _unmask
 
 __all__ = [
     "OP_BINARY",
@@ -59,26 +61,9 @@ _SHORT_HEADERS: dict[int, tuple[bytes, ...]] = {
     for b0 in (0x81, 0x82, 0xC1, 0xC2, 0x88, 0x89, 0x8A)
 }
 
-# Below this size the big-int XOR is fastest; above it, int.to_bytes becomes the bottleneck
-# (about 3 ms per MiB here) and four strided translates win (about 1.2 ms per MiB).
-_TRANSLATE_MIN = 512
-_XOR_TABLES = tuple(bytes(i ^ k for i in range(256)) for k in range(256))
-
-
-def _unmask(data: bytes, start: int, end: int, mask: bytes) -> bytes | bytearray:
-    """Unmask ``data[start:end]`` (RFC 6455 5.3) without a Python-level loop over bytes."""
-    n = end - start
-    if n < _TRANSLATE_MIN:
-        key = _from_bytes((mask * ((n >> 2) + 1))[:n], "little")
-        return (_from_bytes(data[start:end], "little") ^ key).to_bytes(n, "little")
-    # One copy straight into the mutable result instead of a slice and then a copy of it.
-    out = bytearray(memoryview(data)[start:end]) if start or end != len(data) else bytearray(data)
-    tables = _XOR_TABLES
-    out[0::4] = out[0::4].translate(tables[mask[0]])
-    out[1::4] = out[1::4].translate(tables[mask[1]])
-    out[2::4] = out[2::4].translate(tables[mask[2]])
-    out[3::4] = out[3::4].translate(tables[mask[3]])
-    return out
+# Small payloads of whole messages are unmasked inline by the parser in pure Python (a call
+# would cost more than the work); with the C accelerator, never: its call is cheaper still.
+_INLINE_UNMASK_MAX = TRANSLATE_MIN if IMPLEMENTATION == "python" else 0
 
 
 def _valid_close_code(code: int) -> bool:
@@ -296,7 +281,7 @@ class WebSocketProtocol:
                     pos = pe
                     if self.close_sent:
                         continue
-                    if length < _TRANSLATE_MIN:
+                    if length < _INLINE_UNMASK_MAX:
                         payload: bytes | bytearray = (
                             _from_bytes(data[hp:pe], "little")
                             ^ _from_bytes((mask * ((length >> 2) + 1))[:length], "little")
