@@ -15,15 +15,13 @@ ratchetpy-app,ratchetpy-metrics`` measures the same with the project's own gener
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale_out import ROOT, WSLOAD, build_wsload, cpu_seconds, free_port, pinned_server
+from scale_out import ROOT, build_wsload, free_port, load_pinned_server
 
 SERVERS = {
     "without metrics": ROOT / "bench" / "servers" / "bench_ratchetpy_app.py",
@@ -45,28 +43,9 @@ def measure(server: str, scenario: str, duration: float) -> float:
     mode, generator, _ = SCENARIOS[scenario]
     port = free_port()
     command = [sys.executable, str(SERVERS[server]), "--port", str(port), "--scenario", mode]
-    with pinned_server(command, port) as process:
-        timing = ["--size", "32", "--warmup", "1", "--duration", str(duration)]
-        generate = ["taskset", "-c", "1", str(WSLOAD), "--port", str(port), "--path", "/"]
-        load = subprocess.Popen(
-            [*generate, *generator, *timing],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert load.stdout is not None
-        start = used = 0.0
-        result = None
-        for line in load.stdout:
-            if line.startswith("# measure_start"):
-                start = cpu_seconds([process.pid])
-            elif line.startswith("# measure_end"):
-                used = cpu_seconds([process.pid]) - start
-            elif line.startswith("{"):
-                result = json.loads(line)
-        load.wait(timeout=60)
-        if result is None or result.get("errors") or result.get("seq_errors") or not used:
-            raise RuntimeError(f"{server}, {scenario}: invalid run: {result}")
-        return float(result["msgs"]) / used
+    timing = ["--size", "32", "--warmup", "1", "--duration", str(duration)]
+    result, used = load_pinned_server(command, port, [*generator, *timing])
+    return float(result["msgs"]) / used
 
 
 def main() -> None:

@@ -92,10 +92,12 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextlib.contextmanager
-def pinned_server(command: list[str], port: int) -> Iterator[subprocess.Popen[bytes]]:
+def pinned_server(
+    command: list[str], port: int, extra_env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``command`` (a server of this checkout's src/) on the first core, in a session of its
     own, until it listens on ``port``; SIGTERM to its session afterwards (SIGKILL after 15 s)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(extra_env or {}))
     server = subprocess.Popen(
         ["taskset", "-c", "0", *command],
         env=env,
@@ -113,6 +115,31 @@ def pinned_server(command: list[str], port: int) -> Iterator[subprocess.Popen[by
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, signal.SIGKILL)
             server.wait()
+
+
+def load_pinned_server(
+    command: list[str], port: int, load: list[str], extra_env: dict[str, str] | None = None
+) -> tuple[dict, float]:
+    """Serve ``command`` pinned to core 0 and run wsload with ``load`` (its mode, sizes and
+    timing) on core 1: wsload's JSON result and the server's CPU seconds between its measure
+    markers. Raises RuntimeError for a run wsload says was wrong, or that measured nothing."""
+    with pinned_server(command, port, extra_env) as process:
+        generate = ["taskset", "-c", "1", str(WSLOAD), "--port", str(port), "--path", "/"]
+        run = subprocess.Popen([*generate, *load], stdout=subprocess.PIPE, text=True)
+        assert run.stdout is not None
+        start = used = 0.0
+        result = None
+        for line in run.stdout:
+            if line.startswith("# measure_start"):
+                start = cpu_seconds([process.pid])
+            elif line.startswith("# measure_end"):
+                used = cpu_seconds([process.pid]) - start
+            elif line.startswith("{"):
+                result = json.loads(line)
+        run.wait(timeout=120)
+    if result is None or result.get("errors") or result.get("seq_errors") or not used:
+        raise RuntimeError(f"{command[-3:]}: invalid run: {result}")
+    return result, used
 
 
 def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
