@@ -13,7 +13,7 @@ PyDoc_STRVAR(unmask_doc,
 "data is any contiguous buffer; 0 <= start <= end <= len(data) or ValueError.");
 
 static PyObject *
-unmask(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+unmask(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
     Py_buffer data, mask;
     Py_ssize_t start, end;
