@@ -90,8 +90,8 @@ async def test_wait_taken_returns_as_the_peer_reads_though_the_queue_never_empti
             assert 100_000 <= taken < 1_000_000
             assert conn.buffered_amount > 0
             # A dropped connection wakes the reader too.
-            nursery.start_soon(reader)
             resumed = trio.Event()
+            nursery.start_soon(reader)
             await trio.testing.wait_all_tasks_blocked()
             conn.abort()
             with trio.fail_after(5):

@@ -282,14 +282,17 @@ class TcpConnection(Connection):
         if self._drained is not None:
             self._drained.set()
             self._drained = None
-        if self._taken is not None:
-            self._taken.set()
-            self._taken = None
+        self._wake_reader()
 
     def _note_taken(self, sent: int) -> None:
         """The kernel took ``sent`` bytes while the reader waits in :meth:`wait_taken`."""
         self._taken_wanted -= sent
-        if self._taken_wanted <= 0 and self._taken is not None:
+        if self._taken_wanted <= 0:
+            self._wake_reader()
+
+    def _wake_reader(self) -> None:
+        """End the reader's :meth:`wait_taken`, if it is waiting."""
+        if self._taken is not None:
             self._taken.set()
             self._taken = None
 
