@@ -6,7 +6,8 @@ has left.
 It starts ``bench/servers/soak_server.py`` (one process serving a plain and a TLS ``App``
 with the same components: chat rooms, an echo whose ``boom`` raises, a WAMP router; pinned
 to core 0 with ``taskset`` when there is one) and runs the load in this process (pinned to
-core 1): about ``--clients`` clients open at all times, each living a random time, then
+core 1) and ``--load-processes`` - 1 more (``soak_share.py``; one by default, which the kernel
+places): about ``--clients`` clients open at all times, each living a random time, then
 replaced. The mix, by share of the clients started
 (``soak_config.py``; the clients are in ``soak_load.py``, the checks in ``soak_report.py``):
 
@@ -86,6 +87,7 @@ import trustme
 from soak_config import HOST, Config, KiB
 from soak_load import Load
 from soak_report import analyse, markdown, plot
+from soak_share import others
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "bench" / "servers" / "soak_server.py"
@@ -233,6 +235,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="fixed",
         help="the server's glibc malloc: fixed thresholds (default) or glibc's dynamic ones",
     )
+    parser.add_argument(
+        "--load-processes",
+        type=int,
+        default=2 if (os.cpu_count() or 1) >= 2 else 1,
+        help="processes the clients are spread over (default: 2 with two cores or more)",
+    )
     parser.add_argument("--keep-temp", action="store_true", help="keep certificates and log")
     args = parser.parse_args(argv)
     if args.seed is None:
@@ -261,8 +269,11 @@ def main() -> int:
             file=sys.stderr,
             flush=True,
         )
-        load = Load(config, ports, ports["pid"], context)
-        result = trio.run(load.run)
+        cafile = temp / "ca.pem"
+        ca.cert_pem.write_to_path(str(cafile))
+        load = Load(config, ports, ports["pid"], context, share=(0, config.load_processes))
+        helpers = others(config, ports, cafile, temp) if config.load_processes > 1 else None
+        result = trio.run(load.run, helpers)
         exit_code, exit_seconds = stop_server(proc, timeout=15.0)
         log = read_server_log(log_path)
         summary = analyse(config, load, result, exit_code, exit_seconds, log)

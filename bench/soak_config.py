@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
+from typing import Any
 
 HOST = "127.0.0.1"
 KiB, MiB = 1024, 1024 * 1024
@@ -84,6 +85,18 @@ class Config:
     mix: tuple[tuple[str, float], ...] = MIX
     max_load_lag: float = 1.0
     malloc: str = "fixed"
+    # Processes the clients are spread over (soak_share.py): one Python process for all
+    # 2,000 runs out of CPU at times, and its lateness then fails its own clients.
+    load_processes: int = 1
+
+    @classmethod
+    def from_json(cls, fields: dict[str, Any]) -> Config:
+        """The inverse of ``dataclasses.asdict`` after a JSON round trip (lists to tuples)."""
+        fields = dict(fields)
+        for name in ("lifetime", "chat_interval", "publish_interval"):
+            fields[name] = tuple(fields[name])
+        fields["mix"] = tuple((kind, share) for kind, share in fields["mix"])
+        return cls(**fields)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Config:
@@ -137,4 +150,5 @@ class Config:
             args.max_rss_per_connection = 128.0 if args.minutes >= 10 else 4096.0
         config.max_rss_per_connection = args.max_rss_per_connection
         config.malloc = args.malloc
+        config.load_processes = args.load_processes
         return config

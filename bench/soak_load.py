@@ -9,6 +9,7 @@ import os
 import random
 import ssl
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
@@ -60,6 +61,11 @@ def proc_fds(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
 
 
+def own_cpu() -> float:
+    times = os.times()
+    return times.user + times.system
+
+
 def proc_cpu(pid: int | str) -> float:
     """utime + stime of a process (all threads), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -84,18 +90,33 @@ class RateLimiter:
 
 
 class Load:
+    """The clients of one load process, and (in the first, ``share=(0, n)``) the samples.
+
+    With ``config.load_processes`` n > 1, process k of n runs the client slots k, k + n,
+    k + 2n, ... at 1/n of the connection rate; the others are ``soak_share.py`` processes,
+    whose statuses and results the first folds in (:meth:`note_remote`, :meth:`merge_remote`).
+    """
+
     def __init__(
-        self, config: Config, ports: dict[str, int], pid: int, context: ssl.SSLContext
+        self,
+        config: Config,
+        ports: dict[str, int],
+        pid: int,
+        context: ssl.SSLContext,
+        *,
+        share: tuple[int, int] = (0, 1),
     ) -> None:
         self.config = config
         self.ports = ports
         self.pid = pid
         self.context = context
-        self.rng = random.Random(config.seed)
+        self.share = share
+        index, count = share
+        self.rng = random.Random(config.seed if index == 0 else f"{config.seed}/{index}")
         self.stop = trio.Event()
         self.t0 = 0.0
         self.ids = itertools.count(1)
-        self.limiter = RateLimiter(config.max_rate)
+        self.limiter = RateLimiter(config.max_rate / count)
         self.opened: Counter[str] = Counter()
         self.opened_tls: Counter[str] = Counter()
         self.opened_after_warmup = 0
@@ -114,11 +135,17 @@ class Load:
         self.scrape_errors: list[str] = []
         self.stragglers: dict[str, int] = {}
         self.lag_window = 0.0  # the load generator's worst scheduling delay since the last sample
+        #: The other load processes' latest statuses, by index: live, opened, cpu.
+        self.remote: dict[int, dict[str, Any]] = {}
         self._kinds = [kind for kind, _ in config.mix]
         self._weights = [share for _, share in config.mix]
 
     def now(self) -> float:
         return trio.current_time() - self.t0
+
+    def new_id(self) -> str:
+        """Unique across the load processes: the chat prefixes, slow consumers' IDs."""
+        return f"{self.share[0]}.{next(self.ids)}"
 
     # -- bookkeeping ------------------------------------------------------------------------
 
@@ -217,7 +244,7 @@ class Load:
     async def chat(self, tls: bool, lifetime: float) -> tuple[str, str]:
         rng = self.rng
         room = rng.randrange(self.config.rooms)
-        prefix = f"#{next(self.ids)}:"
+        prefix = f"#{self.new_id()}:"
         pending: dict[int, float] = {}
         all_back = trio.Event()
         waiting = False
@@ -369,7 +396,7 @@ class Load:
     async def slow(self, tls: bool, lifetime: float) -> tuple[str, str]:
         config = self.config
         room = self.rng.randrange(config.busy_rooms)
-        key, slow_id = str(room), str(next(self.ids))
+        key, slow_id = str(room), self.new_id()
         port = self.port(tls)
         stream = await raw_connect(
             port,
@@ -441,7 +468,7 @@ class Load:
             stage("handshake")
             reader = await ws_handshake(stream, port, "/echo")
             stage("echoing")
-            text = f"hello {next(self.ids)}".encode()
+            text = f"hello {self.new_id()}".encode()
             await stream.send_all(client_frame(0x1, text))
             frame = await read_frame(stream, reader, timeout)
             if frame != (0x1, text):
@@ -474,13 +501,16 @@ class Load:
             sample["error"] = f"/proc: {describe(exc)}"
             self.scrape_errors.append(sample["error"])
             return sample
-        times = os.times()
-        sample["load_cpu"] = times.user + times.system
+        remote = list(self.remote.values())
+        sample["load_cpu"] = own_cpu() + sum(status["cpu"] for status in remote)
         sample["load_lag"] = round(self.lag_window, 4)
         self.lag_window = 0.0
-        sample["clients"] = sum(self.live.values())
-        sample["opened"] = sum(self.opened.values())
-        sample["live"] = dict(self.live)
+        live = Counter(self.live)
+        for status in remote:
+            live.update(status["live"])
+        sample["clients"] = sum(live.values())
+        sample["opened"] = sum(self.opened.values()) + sum(status["opened"] for status in remote)
+        sample["live"] = dict(live)
         try:
             plain = parse_metrics(await http_get(self.ports["plain"], "/metrics"))
             secure = parse_metrics(await http_get(self.ports["plain"], "/metrics/tls"))
@@ -535,7 +565,10 @@ class Load:
 
     # -- the run ----------------------------------------------------------------------------
 
-    async def run(self) -> dict[str, Any]:
+    async def run(self, others: Callable[[Load], Awaitable[None]] | None = None) -> dict[str, Any]:
+        """The whole soak, from the first process: idle samples, the load (this process's
+        clients, and ``others``, which runs the other load processes until they are done),
+        then the samples until the server is idle again."""
         config = self.config
         self.t0 = trio.current_time()
         # Idle: long enough for the scrapes' own cancelled timers (HTTP request timeout,
@@ -564,23 +597,11 @@ class Load:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self.sampler, "load", load_done)
             nursery.start_soon(self.progress, load_done)
-            probe = trio.CancelScope()
-
-            async def probing() -> None:
-                with probe:
-                    async with trio.open_nursery() as helpers:
-                        helpers.start_soon(self.lag_probe)
-                        helpers.start_soon(self.room_poller)
-
-            nursery.start_soon(probing)
-            async with trio.open_nursery() as clients:
-                for index in range(config.clients):
-                    clients.start_soon(self.slot, index)
-                await trio.sleep_until(self.t0 + config.duration)
-                self.stop.set()
-                clients.start_soon(self.watchdog, clients.cancel_scope)
+            async with trio.open_nursery() as drivers:
+                drivers.start_soon(self.drive_clients)
+                if others is not None:
+                    drivers.start_soon(others, self)
             load_done.set()
-            probe.cancel()
         left_at = self.now()
 
         # Every client has left: wait for the server to be idle again.
@@ -614,6 +635,90 @@ class Load:
             "objects": {"idle": objects_idle, "final": objects_final},
             "trim": trimmed,
         }
+
+    async def drive_clients(self) -> None:
+        """This process's client slots until the load stops, then until they have left (or
+        ``leave_timeout`` passed: the rest are cancelled and listed as stragglers)."""
+        config = self.config
+        index, count = self.share
+        async with trio.open_nursery() as helpers:
+            helpers.start_soon(self.lag_probe)
+            helpers.start_soon(self.room_poller)
+            async with trio.open_nursery() as clients:
+                for slot in range(index, config.clients, count):
+                    clients.start_soon(self.slot, slot)
+                await trio.sleep_until(self.t0 + config.duration)
+                self.stop.set()
+                clients.start_soon(self.watchdog, clients.cancel_scope)
+            helpers.cancel_scope.cancel()
+
+    # -- the other load processes -----------------------------------------------------------
+
+    async def run_share(self, start: float, report: Callable[[dict[str, Any]], None]) -> None:
+        """The load of one of the other processes: its clients, from ``start`` (the first
+        process's ``time.monotonic()`` at the load's start, so that both count time alike),
+        with a status for ``report`` every second and the result (:meth:`share_result`) last."""
+        self.t0 = trio.current_time() + (start - time.monotonic())
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.reporter, report)
+            await self.drive_clients()
+            nursery.cancel_scope.cancel()
+        report({"result": self.share_result()})
+
+    def status(self) -> dict[str, Any]:
+        status = {
+            "live": dict(self.live),
+            "opened": sum(self.opened.values()),
+            "cpu": own_cpu(),
+            "lag": self.lag_window,
+        }
+        self.lag_window = 0.0
+        return status
+
+    async def reporter(self, report: Callable[[dict[str, Any]], None]) -> None:
+        while True:
+            report({"status": self.status()})
+            await trio.sleep(1.0)
+
+    def share_result(self) -> dict[str, Any]:
+        return {
+            **self.status(),
+            "opened_by_kind": dict(self.opened),
+            "opened_tls": dict(self.opened_tls),
+            "opened_after_warmup": self.opened_after_warmup,
+            "outcomes": [[kind, outcome, n] for (kind, outcome), n in self.outcomes.items()],
+            "unexpected": self.unexpected,
+            "unexpected_count": self.unexpected_count,
+            "counts": dict(self.counts),
+            "malformed": dict(self.malformed),
+            "stragglers": self.stragglers,
+            "scrape_errors": self.scrape_errors,
+        }
+
+    def note_remote(self, index: int, status: dict[str, Any]) -> None:
+        """Process ``index``'s latest status; its lateness counts as this process's own."""
+        self.remote[index] = status
+        self.lag_window = max(self.lag_window, status["lag"])
+
+    def merge_remote(self, index: int, result: dict[str, Any]) -> None:
+        """Fold process ``index``'s result into this process's counts, as if its clients
+        had run here."""
+        self.note_remote(index, result)
+        self.opened.update(result["opened_by_kind"])
+        self.opened_tls.update(result["opened_tls"])
+        self.opened_after_warmup += result["opened_after_warmup"]
+        for kind, outcome, n in result["outcomes"]:
+            self.outcomes[(kind, outcome)] += n
+        room = max(0, 500 - len(self.unexpected))
+        self.unexpected.extend(result["unexpected"][:room])
+        self.unexpected_count += result["unexpected_count"]
+        self.counts.update(result["counts"])
+        self.malformed.update(result["malformed"])
+        for where, n in result["stragglers"].items():
+            self.stragglers[f"load process {index}: {where}"] = n
+        self.scrape_errors.extend(result["scrape_errors"])
+        # Its clients are counted in self.opened from now on, not in its status.
+        self.remote[index] = {**result, "live": {}, "opened": 0}
 
     def is_idle(self, sample: dict[str, Any], idle: dict[str, Any]) -> bool:
         config = self.config

@@ -346,8 +346,13 @@ def markdown(config: Config, summary: dict[str, Any]) -> str:
         rows.append((f"{name}: slope after warm-up", f"{v['slope_per_min']:+.2f} per min"))
     cpu = summary["cpu"]
     if cpu:
+        processes = config.load_processes
         rows.append(
-            ("CPU: server / load generator", f"{cpu['server']:.0%} / {cpu['load']:.0%} of a core")
+            (
+                "CPU: server / load generator",
+                f"{cpu['server']:.0%} / {cpu['load']:.0%} of a core"
+                + (f" (in {processes} processes)" if processes > 1 else ""),
+            )
         )
     if summary["scheduler_lag_mean_s"] is not None:
         worst = summary["scheduler_lag_worst_s"]

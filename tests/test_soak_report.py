@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 import sys
-from collections import Counter
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import pytest
 BENCH = Path(__file__).resolve().parent.parent / "bench"
 # The soak's modules import one another by name, as scripts run from bench/ do.
 sys.path.insert(0, str(BENCH))
+
+import json  # noqa: E402
 
 import soak  # noqa: E402
 from soak_config import Config  # noqa: E402
@@ -92,8 +94,9 @@ def run(
         t += 5.0
     load.samples = samples
     load.opened_after_warmup = 200_000
-    load.opened = Counter({"chat": 150_000, "slow": 12_000, "error": 12_000, "malformed": 12_000})
-    load.outcomes = Counter(
+    # Added to, not replaced: what another load process merged in stays.
+    load.opened.update({"chat": 150_000, "slow": 12_000, "error": 12_000, "malformed": 12_000})
+    load.outcomes.update(
         {
             ("chat", "1000"): 150_000,
             ("slow", "1008"): 500,
@@ -191,3 +194,53 @@ async def test_neutral_endings_do_not_fail() -> None:
     load.finish("slow", False, "room too quiet", "")
     load.finish("slow", True, "open at the end", "")
     assert load.unexpected_count == 0
+
+
+def other_process(config: Config) -> Load:
+    return Load(
+        config, {"plain": 0, "tls": 0, "pid": 0}, 0, ssl.create_default_context(), share=(1, 2)
+    )
+
+
+async def test_a_wrong_ending_in_another_load_process_fails_the_run() -> None:
+    config, load = make_load()
+    other = other_process(config)
+    other.opened["chat-tls"] += 3
+    other.finish("chat-tls", True, "1000", "")
+    other.finish("chat-tls", True, "sent 1000 (OK); no close frame received", "room 1 (busy)")
+    other.stragglers = {"wamp subscribing": 1}
+    # What the first process gets is the result as JSON, over a pipe.
+    load.merge_remote(1, json.loads(json.dumps(other.share_result())))
+    assert load.opened["chat-tls"] == 3
+    assert load.outcomes[("chat-tls", "1000")] == 1
+    summary = run(load, config)
+    assert failed(summary) == ["every client ended as its kind should"]
+    assert summary["unexpected_count"] == 1
+    assert summary["unexpected"][0]["detail"] == "room 1 (busy)"
+    assert summary["stragglers"] == {"load process 1: wamp subscribing": 1}
+
+
+async def test_another_load_process_being_late_counts_as_the_load_generator_being_late() -> None:
+    config, load = make_load()
+    other = other_process(config)
+    other.lag_window = 1.7
+    other.live["chat"] = 900
+    load.live["chat"] = 1000
+    load.note_remote(1, json.loads(json.dumps(other.status())))
+    assert other.lag_window == 0.0  # each status says the worst since the last one
+    assert load.lag_window == 1.7
+    assert load.remote[1]["live"] == {"chat": 900}
+
+
+def test_each_process_has_its_own_ids_rate_and_slots() -> None:
+    config, first = make_load()
+    other = other_process(config)
+    assert first.new_id() == "0.1" and other.new_id() == "1.1"
+    assert other.limiter.interval == pytest.approx(2 / config.max_rate)
+    assert first.rng.random() != other.rng.random()
+
+
+def test_the_config_survives_its_trip_to_another_process() -> None:
+    config, _ = make_load()
+    config.load_processes = 2
+    assert Config.from_json(json.loads(json.dumps(asdict(config)))) == config
