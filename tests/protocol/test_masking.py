@@ -1,8 +1,9 @@
-"""The two unmasking implementations: the C accelerator against the pure-Python one, and the
-switch between them."""
+"""The two unmasking implementations (unmask and MessageBuffer): the C accelerator against the
+pure-Python one, and the switch between them."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -18,11 +19,13 @@ from ratchetpy.protocol import masking
 ROOT = Path(__file__).resolve().parents[2]
 
 try:
+    from ratchetpy.protocol._speedups import MessageBuffer as MessageBufferC
     from ratchetpy.protocol._speedups import unmask as unmask_c
 except ImportError:  # no compiler at install: only the Python path exists
     if os.environ.get("RATCHETPY_BUILD_SPEEDUPS") == "1":
         raise  # the test command builds it: missing here means the build is broken
     unmask_c = None
+    MessageBufferC = None  # type: ignore[assignment,misc]
 
 needs_c = pytest.mark.skipif(unmask_c is None, reason="the C accelerator was not built")
 
@@ -85,12 +88,72 @@ def test_c_refuses_what_the_parser_never_passes() -> None:
         unmask_c(b"abcd", 0, 4)  # type: ignore[call-arg]
 
 
+buffer_types: list[Callable[[int], masking.MessageBufferType]] = [masking.MessageBufferPython]
+if MessageBufferC is not None:
+    buffer_types.append(MessageBufferC)
+
+
+def rotated(mask: bytes, by: int) -> bytes:
+    shift = by & 3
+    return mask[shift:] + mask[:shift]
+
+
+@pytest.mark.parametrize("buffer_type", buffer_types, ids=lambda t: t.__module__)
+@given(
+    data=st.binary(max_size=5000),
+    mask=st.binary(min_size=4, max_size=4),
+    cuts=st.lists(st.integers(0, 5000), max_size=8),
+)
+def test_each_message_buffer_gives_what_one_unmask_would(
+    buffer_type: Callable[[int], masking.MessageBufferType],
+    data: bytes,
+    mask: bytes,
+    cuts: list[int],
+) -> None:
+    points = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    buffer = buffer_type(len(data))
+    key = mask
+    for start, end in itertools.pairwise(points):
+        buffer.unmask_into(data, start, end, key)
+        key = rotated(key, end - start)  # as the codec turns it for the next piece
+    assert buffer.filled == len(data)
+    message = buffer.take()
+    assert type(message) is bytes
+    assert message == reference(data, 0, len(data), mask)
+
+
+@pytest.mark.parametrize("buffer_type", buffer_types, ids=lambda t: t.__module__)
+def test_each_message_buffer_refuses_the_same_misuse(
+    buffer_type: Callable[[int], masking.MessageBufferType],
+) -> None:
+    with pytest.raises(ValueError, match="size must be >= 0"):
+        buffer_type(-1)
+    buffer = buffer_type(4)
+    with pytest.raises(ValueError, match="4 bytes"):
+        buffer.unmask_into(b"abcd", 0, 4, b"abc")
+    with pytest.raises(ValueError, match="start and end"):
+        buffer.unmask_into(b"abcd", 3, 2, b"abcd")
+    with pytest.raises(ValueError, match="room for"):
+        buffer.unmask_into(b"abcde", 0, 5, b"abcd")
+    buffer.unmask_into(b"abcde", 0, 3, b"abcd")
+    with pytest.raises(ValueError, match="has 3 of its 4 bytes"):
+        buffer.take()
+    buffer.unmask_into(b"z", 0, 1, b"abcd")
+    assert buffer.take() == b"\0\0\0" + bytes((ord("z") ^ ord("a"),))
+    with pytest.raises(ValueError, match="already taken"):
+        buffer.take()
+    with pytest.raises(ValueError, match="already taken"):
+        buffer.unmask_into(b"", 0, 0, b"abcd")
+    assert buffer_type(0).take() == b""
+
+
 def test_the_active_implementation_is_the_c_one_where_it_was_built() -> None:
     expected = (
         "python" if unmask_c is None or os.environ.get("RATCHETPY_NO_SPEEDUPS") == "1" else "c"
     )
     assert expected == masking.IMPLEMENTATION
     assert (masking.unmask is unmask_c) == (expected == "c")
+    assert (masking.MessageBuffer is MessageBufferC) == (expected == "c")
 
 
 def run_python(code: str, **env: str) -> str:

@@ -643,3 +643,67 @@ def test_bad_arguments() -> None:
         WebSocketProtocol(max_message_size=-1)
     assert WebSocketProtocol().encode_ping(bytearray(b"a")) == b"\x89\x01a"  # type: ignore[arg-type]
     assert encode_frame(OP_BINARY, bytearray(b"a")) == b"\x82\x01a"  # type: ignore[arg-type]
+
+
+# -- large binary messages: unmasked into place as they come ---------------------------------
+
+
+@pytest.mark.parametrize("size", [65535, 65536, 300_001])
+def test_a_large_binary_frame_split_across_reads_arrives_whole(size: int) -> None:
+    # From 64 KiB on, a binary frame that spans reads goes into a MessageBuffer, not pieces.
+    rng = random.Random(size)
+    payload = rng.randbytes(size)
+    wire = frame(OP_BINARY, payload) + frame(OP_PING, b"after")
+    p = WebSocketProtocol()
+    events: list[Event] = []
+    pos = 0
+    while pos < len(wire):
+        step = rng.choice((1, 3, 4096, 65536, 100_000))
+        events += p.receive_data(wire[pos : pos + step])
+        pos += step
+    assert events == [Message(payload), Ping(b"after")]
+    assert type(events[0].data) is bytes  # type: ignore[union-attr]
+    # The next message starts afresh.
+    assert p.receive_data(frame(OP_BINARY, b"next")) == [Message(b"next")]
+
+
+def test_a_large_frame_over_the_limit_fails_on_its_header() -> None:
+    p = WebSocketProtocol(max_message_size=100_000)
+    header = frame(OP_BINARY, bytes(100_001))[:14]  # the header and mask only
+    assert failure(p.receive_data(header)).code == 1009
+
+
+def test_a_large_frame_cut_off_by_our_close_is_not_delivered() -> None:
+    payload = bytes(range(256)) * 400
+    wire = frame(OP_BINARY, payload)
+    p = WebSocketProtocol()
+    assert p.receive_data(wire[:50_000]) == []
+    p.encode_close(1001)
+    assert p.receive_data(wire[50_000:] + frame(OP_CLOSE, close_payload(1000))) == [
+        CloseReceived(1000, "")
+    ]
+
+
+def test_after_a_large_frame_no_message_is_in_progress() -> None:
+    p = WebSocketProtocol()
+    wire = frame(OP_BINARY, bytes(70_000))
+    assert p.receive_data(wire[:30_000]) == []
+    events = p.receive_data(wire[30_000:] + frame(OP_CONTINUATION, b"x"))
+    assert events[0] == Message(bytes(70_000))
+    assert failure(events).code == 1002  # a continuation of nothing
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 100_000])
+@pytest.mark.parametrize("data_type", [bytes, str])
+def test_message_parts_join_to_the_encoded_message(size: int, data_type: type) -> None:
+    data = "é" * (size // 2) if data_type is str else os.urandom(size)
+    header, payload = WebSocketProtocol().encode_message_parts(data)
+    assert header + payload == WebSocketProtocol().encode_message(data)
+    assert payload == (data.encode() if isinstance(data, str) else data)
+    compressing = WebSocketProtocol(deflate=NO_TAKEOVER)
+    header, payload = compressing.encode_message_parts(data)
+    assert header + payload == WebSocketProtocol(deflate=NO_TAKEOVER).encode_message(data)
+    after_close = WebSocketProtocol()
+    after_close.encode_close()
+    with pytest.raises(LocalProtocolError):
+        after_close.encode_message_parts(data)

@@ -232,8 +232,9 @@ def raw_bytes(data: str | bytes) -> bytes:
 class Transport(Protocol):
     """The connection at the bottom of the stack, as layers such as WsServer use it.
 
-    ``write`` queues bytes without the checks ``send`` makes; ``write_urgent`` queues a control
-    frame ahead of queued data; ``abort`` drops the connection at once.
+    ``write`` queues bytes without the checks ``send`` makes; ``write_frame`` queues a frame
+    given as header and payload, without joining them; ``write_urgent`` queues a control frame
+    ahead of queued data (never inside a frame); ``abort`` drops the connection at once.
     """
 
     resource_id: int
@@ -251,6 +252,12 @@ class Transport(Protocol):
     def closed(self) -> bool: ...
     def write(self, data: bytes) -> bool:
         """Queue ``data``; False (and nothing queued) once the connection is gone."""
+        ...
+
+    def write_frame(self, header: bytes, payload: bytes) -> bool:
+        """Queue one frame as its ``header`` and ``payload``: written in order, from their own
+        buffers, with nothing between them; False (and nothing queued) once the connection is
+        gone."""
         ...
 
     def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None: ...

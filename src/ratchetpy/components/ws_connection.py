@@ -32,6 +32,10 @@ logger = logging.getLogger("ratchetpy.ws")
 
 _KEEPALIVE_PAYLOAD = b"ratchetpy-keepalive"
 
+# From this size on a message's header and payload are queued apart (write_frame), so that the
+# payload is not copied behind its header; below it one joined frame is cheaper to queue.
+_WRITE_APART_MIN = 1 << 16
+
 
 class WsConnection(Connection):
     """A WebSocket connection: ``send(str)`` sends a text message, ``send(bytes)`` a binary one.
@@ -80,7 +84,12 @@ class WsConnection(Connection):
         if transport.over_write_limit:
             self._drop_slow_consumer()
             return
-        if transport.write(self._protocol.encode_message(data)):
+        kind = type(data)
+        if (kind is bytes or kind is str) and len(data) >= _WRITE_APART_MIN:
+            written = transport.write_frame(*self._protocol.encode_message_parts(data))
+        else:
+            written = transport.write(self._protocol.encode_message(data))
+        if written:
             transport.counters.messages_out += 1
 
     def close(self, code: int = 1000, reason: str = "") -> None:

@@ -24,6 +24,7 @@ test for it.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,15 @@ logger = logging.getLogger("ratchetpy.io")
 
 #: TcpConnection states (plain ints: the reader loop tests them once per chunk).
 OPEN, CLOSING, CLOSED = 0, 1, 2
+
+# From this much queued in several chunks, one sendmsg() gathers them from their own buffers
+# instead of joining them first: a large payload is not copied again, and a long queue of a
+# slow reader is not joined whole for every write the kernel takes only part of.
+_GATHER_MIN = 1 << 16
+try:
+    _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
+except (AttributeError, ValueError, OSError):
+    _IOV_MAX = 16  # the POSIX minimum
 
 
 class Hub:
@@ -113,7 +123,8 @@ class TcpConnection(Connection):
         self._hub = hub
         self._sock: socket.socket | None = sock
         self._state = OPEN
-        self._out: list[bytes] = []
+        # Frames to send, in order; a memoryview is the payload of the frame before it.
+        self._out: list[bytes | memoryview] = []
         self._out_offset = 0  # bytes of _out[0] already written
         self._out_size = 0  # bytes queued and not yet written
         self._urgent_end = 0  # _out[:_urgent_end] goes before any new urgent frame
@@ -227,8 +238,21 @@ class TcpConnection(Connection):
             self._hub.mark_dirty(self)
         return True
 
+    def write_frame(self, header: bytes, payload: bytes) -> bool:
+        """Queue a frame as its header and its payload, each sent from its own buffer; an
+        urgent frame never goes between them. Not a checkpoint; False once the socket is
+        released, as for :meth:`write`."""
+        if self._sock is None:
+            return False
+        # A memoryview in the queue marks the rest of the frame before it (see write_urgent).
+        self._out += (header, memoryview(payload))
+        self._out_size += len(header) + len(payload)
+        if not self._dirty:
+            self._mark_dirty()
+        return True
+
     def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None:
-        """Queue a control frame ahead of queued data, behind only a partly written chunk.
+        """Queue a control frame ahead of queued data, behind only a partly written frame.
 
         With ``discard_queued`` the queued data that was not started is dropped: a closing
         frame for a peer that stopped reading must not wait behind megabytes it will never read.
@@ -237,6 +261,9 @@ class TcpConnection(Connection):
             return
         out = self._out
         keep = 1 if self._out_offset else 0
+        # A payload queued apart from its header goes with it: the frame may have started.
+        while keep < len(out) and type(out[keep]) is memoryview:
+            keep += 1
         if discard_queued and len(out) > keep:
             dropped = out[keep:]
             del out[keep:]
@@ -305,6 +332,12 @@ class TcpConnection(Connection):
             return b"".join([out[0][off:], *out[1:]])
         return b"".join(out)
 
+    def _pending_buffers(self) -> list[bytes | memoryview]:
+        buffers: list[bytes | memoryview] = self._out[:_IOV_MAX]
+        if self._out_offset:
+            buffers[0] = memoryview(buffers[0])[self._out_offset :]
+        return buffers
+
     def _write_once(self) -> bool:
         """One non-blocking send of everything queued; True if the queue is now empty."""
         # The socket call is inline rather than through _send: this runs once per flushed
@@ -313,7 +346,10 @@ class TcpConnection(Connection):
         if sock is None:
             return True
         try:
-            sent = sock.send(self._pending_bytes())
+            if self._out_size >= _GATHER_MIN and len(self._out) > 1:
+                sent = sock.sendmsg(self._pending_buffers())
+            else:
+                sent = sock.send(self._pending_bytes())
         except BlockingIOError:
             return False
         except OSError as exc:

@@ -20,7 +20,7 @@ import zlib
 from ..exceptions import LocalProtocolError
 from .deflate import DeflateParameters, Deflater, Inflater, compress_alone
 from .events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
-from .masking import IMPLEMENTATION, TRANSLATE_MIN
+from .masking import IMPLEMENTATION, TRANSLATE_MIN, MessageBuffer, MessageBufferType
 from .masking import unmask as _unmask
 
 __all__ = [
@@ -64,6 +64,13 @@ _SHORT_HEADERS: dict[int, tuple[bytes, ...]] = {
 # Small payloads of whole messages are unmasked inline by the parser in pure Python (a call
 # would cost more than the work); with the C accelerator, never: its call is cheaper still.
 _INLINE_UNMASK_MAX = TRANSLATE_MIN if IMPLEMENTATION == "python" else 0
+
+# An unfragmented binary message of this size or more that spans reads is unmasked into its
+# final bytes as it comes (MessageBuffer), instead of kept in pieces and joined: a copy of the
+# whole message less. Up to a bound, because the buffer is allocated from the frame's header,
+# before the payload arrives; larger frames (with no max_message_size) still come in pieces.
+_IN_PLACE_MIN = 1 << 16
+_IN_PLACE_MAX = 1 << 26
 
 
 def _valid_close_code(code: int) -> bool:
@@ -150,6 +157,7 @@ class WebSocketProtocol:
         "_limit",
         "_m_bin",
         "_m_comp",
+        "_m_into",
         "_m_op",
         "_m_size",
         "_m_text",
@@ -217,6 +225,8 @@ class WebSocketProtocol:
         self._m_wire = 0  # bytes of the message so far, as sent
         self._m_text: list[str] = []
         self._m_bin: list[bytes | bytearray] = []
+        # The buffer a large unfragmented binary message is unmasked into, while it comes.
+        self._m_into: MessageBufferType | None = None
         self._utf8: codecs.IncrementalDecoder | None = None
 
     @property
@@ -301,6 +311,8 @@ class WebSocketProtocol:
                 if pe > end:
                     self._f_mask = mask
                     self._need = length
+                    if b0 == 0x82 and _IN_PLACE_MIN <= length <= _IN_PLACE_MAX:
+                        self._m_into = MessageBuffer(length)
                     pos = self._feed_payload(data, hp, events)
                     break
                 payload = _unmask(data, hp, pe, mask)
@@ -369,12 +381,22 @@ class WebSocketProtocol:
         need = self._need
         take = need if need <= avail else avail
         mask = self._f_mask
-        piece = _unmask(data, start, start + take, mask)
         shift = take & 3
         if shift:
             self._f_mask = mask[shift:] + mask[:shift]
         need -= take
         self._need = need
+        into = self._m_into
+        if into is not None:
+            # _start_frame already bounded the message; it is one whole frame, so done with it.
+            into.unmask_into(data, start, start + take, mask)
+            if not need:
+                self._m_into = None
+                self._m_op = 0
+                if not self.close_sent:
+                    events.append(Message(into.take()))
+            return start + take
+        piece = _unmask(data, start, start + take, mask)
         if self._f_op >= 8:
             self._f_ctl.append(piece)
             if not need:
@@ -485,6 +507,7 @@ class WebSocketProtocol:
         self._f_ctl = []
         self._m_text = []
         self._m_bin = []
+        self._m_into = None
         self._m_op = 0
 
     # -- sending -----------------------------------------------------------------------------
@@ -492,6 +515,22 @@ class WebSocketProtocol:
     def encode_message(self, data: str | bytes) -> bytes:
         """Encode a message: ``str`` as text, bytes-like as binary; compressed when negotiated
         and at least ``compress_min_size`` bytes long. Raises LocalProtocolError after close."""
+        b0, payload = self._message_payload(data)
+        return _frame(b0, payload)
+
+    def encode_message_parts(self, data: str | bytes) -> tuple[bytes, bytes]:
+        """:meth:`encode_message` as the frame's header and its payload, for a caller that
+        writes the two without joining them (a large message is then not copied once more)."""
+        b0, payload = self._message_payload(data)
+        n = len(payload)
+        if n < 126:
+            return bytes((b0, n)), payload
+        if n < 0x10000:
+            return _pack_16(b0, 126, n), payload
+        return _pack_64(b0, 127, n), payload
+
+    def _message_payload(self, data: str | bytes) -> tuple[int, bytes]:
+        """The first header byte and the payload of a message frame (see encode_message)."""
         if self.close_sent:
             raise LocalProtocolError("cannot send a message after the close frame")
         if isinstance(data, str):
@@ -505,7 +544,7 @@ class WebSocketProtocol:
         if self._deflater is not None and len(payload) >= self.compress_min_size:
             payload = self._deflater.compress(payload)
             b0 |= _RSV1
-        return _frame(b0, payload)
+        return b0, payload
 
     def encode_ping(self, payload: bytes = b"") -> bytes:
         """Encode a ping; the payload must fit a control frame (125 bytes)."""

@@ -228,6 +228,9 @@ class MemoryTransport(Connection):
         self.counters.bytes_out += len(data)
         return True
 
+    def write_frame(self, header: bytes, payload: bytes) -> bool:
+        return self.write(header + payload)
+
     def write_urgent(self, data: bytes, *, discard_queued: bool = False) -> None:
         if self._to_client.eof:
             return
