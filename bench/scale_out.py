@@ -95,9 +95,10 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float =
 def pinned_server(
     command: list[str], port: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` (a server of this checkout's src/) on the first core, in a session of its
-    own, until it listens on ``port``; SIGTERM to its session afterwards (SIGKILL after 15 s)."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), **(extra_env or {}))
+    """Run ``command`` (a server of this checkout's src/, unless ``extra_env`` sets another
+    PYTHONPATH) on the first core, in a session of its own, until it listens on ``port``;
+    SIGTERM to its session afterwards (SIGKILL after 15 s)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), **(extra_env or {})}
     server = subprocess.Popen(
         ["taskset", "-c", "0", *command],
         env=env,

@@ -11,7 +11,10 @@ sampled from /proc between the generator's measure markers, and the table gives 
 the rounds and ratchetpy's ratio to each other server. ``ratchetpy-python`` is ratchetpy with
 its C accelerator turned off (``RATCHETPY_NO_SPEEDUPS=1``). picows (``pip install picows``)
 and Node's ws (``npm install --prefix bench/build ws``) are measured where installed; a server
-whose library is not installed is left out, saying so.
+whose library is not installed is left out, saying so. ``--baseline SRC`` adds
+``ratchetpy-baseline``: the same server script importing the ratchetpy under SRC (the ``src/``
+of an older checkout, its C accelerator built in place), so that a change is measured against
+what it changes in the same run.
 """
 
 from __future__ import annotations
@@ -86,11 +89,18 @@ SCENARIOS = {
 }
 
 
+def baseline_server(src: Path) -> Server:
+    """ratchetpy's server script on the ratchetpy under ``src`` (an older checkout's src/)."""
+    if not (src / "ratchetpy" / "__init__.py").is_file():
+        raise SystemExit(f"--baseline {src}: no ratchetpy package there")
+    return Server("bench_ratchetpy.py", "ratchetpy", {"PYTHONPATH": str(src.resolve())})
+
+
 def available(server: Server) -> bool:
     if server.node:
         return (ROOT / server.needs).is_dir()
     probe = [sys.executable, "-c", f"import {server.needs}"]
-    env_path = {"PYTHONPATH": str(ROOT / "src")}
+    env_path = {"PYTHONPATH": server.env.get("PYTHONPATH", str(ROOT / "src"))}
     return subprocess.run(probe, env=env_path, capture_output=True).returncode == 0
 
 
@@ -114,8 +124,12 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--json", type=Path, help="also write every figure here")
+    parser.add_argument("--baseline", type=Path, help="an older checkout's src/ to compare with")
     args = parser.parse_args()
     build_wsload()
+    if args.baseline:
+        SERVERS["ratchetpy-baseline"] = baseline_server(args.baseline)
+        args.servers += ",ratchetpy-baseline"
     servers = []
     for name in args.servers.split(","):
         if available(SERVERS[name]):
