@@ -10,6 +10,8 @@ import zlib
 import pytest
 
 from ratchetpy.exceptions import LocalProtocolError
+from ratchetpy.protocol import masking
+from ratchetpy.protocol import websocket as websocket_module
 from ratchetpy.protocol.deflate import DeflateParameters
 from ratchetpy.protocol.events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailure
 from ratchetpy.protocol.websocket import (
@@ -665,6 +667,20 @@ def test_a_large_binary_frame_split_across_reads_arrives_whole(size: int) -> Non
     assert type(events[0].data) is bytes  # type: ignore[union-attr]
     # The next message starts afresh.
     assert p.receive_data(frame(OP_BINARY, b"next")) == [Message(b"next")]
+
+
+def test_a_large_frame_without_memory_for_its_buffer_comes_in_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_memory(size: int) -> masking.MessageBufferType:
+        raise MemoryError
+
+    monkeypatch.setattr(websocket_module, "MessageBuffer", no_memory)
+    payload = bytes(range(256)) * 1024
+    wire = frame(OP_BINARY, payload)
+    p = WebSocketProtocol()
+    assert p.receive_data(wire[:100_000]) == []
+    assert p.receive_data(wire[100_000:]) == [Message(payload)]
 
 
 def test_a_large_frame_over_the_limit_fails_on_its_header() -> None:

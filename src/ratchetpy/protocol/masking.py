@@ -36,7 +36,7 @@ TRANSLATE_MIN = 512
 _XOR_TABLES = tuple(bytes(i ^ k for i in range(256)) for k in range(256))
 
 
-def unmask_python(data: bytes, start: int, end: int, mask: bytes) -> bytes | bytearray:
+def unmask_python(data: bytes | bytearray, start: int, end: int, mask: bytes) -> bytes | bytearray:
     """``data[start:end]`` XORed with ``mask`` repeated, without a Python loop over bytes."""
     n = end - start
     if n < TRANSLATE_MIN:
@@ -57,7 +57,9 @@ class MessageBufferType(Protocol):
 
     @property
     def filled(self) -> int: ...
-    def unmask_into(self, data: bytes, start: int, end: int, mask: bytes, /) -> None: ...
+    def unmask_into(
+        self, data: bytes | bytearray, start: int, end: int, mask: bytes, /
+    ) -> None: ...
     def take(self) -> bytes: ...
 
 
@@ -82,7 +84,7 @@ class MessageBufferPython:
         """Bytes written so far."""
         return self._filled
 
-    def unmask_into(self, data: bytes, start: int, end: int, mask: bytes, /) -> None:
+    def unmask_into(self, data: bytes | bytearray, start: int, end: int, mask: bytes, /) -> None:
         """Append ``data[start:end]`` unmasked; ValueError past ``size`` or after take()."""
         if self._pieces is None:
             raise ValueError("the message was already taken")
