@@ -43,7 +43,7 @@ OPEN, CLOSING, CLOSED = 0, 1, 2
 # From this much queued in several chunks, one sendmsg() gathers them from their own buffers
 # instead of joining them first: a large payload is not copied again, and a long queue of a
 # slow reader is not joined whole for every write the kernel takes only part of.
-_GATHER_MIN = 1 << 16
+_GATHER_MIN = 1 << 16 if hasattr(socket.socket, "sendmsg") else 1 << 62  # Windows: joined
 try:
     _IOV_MAX = min(os.sysconf("SC_IOV_MAX"), 1024)
 except (AttributeError, ValueError, OSError):
