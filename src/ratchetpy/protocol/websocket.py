@@ -84,16 +84,24 @@ def _valid_close_code(code: int) -> bool:
     return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
 
 
+def _header(b0: int, n: int) -> bytes:
+    """The header of a server frame whose first byte is ``b0`` and payload ``n`` bytes long."""
+    if n < 126:
+        headers = _SHORT_HEADERS.get(b0)
+        return headers[n] if headers is not None else bytes((b0, n))
+    if n < 0x10000:
+        return _pack_16(b0, 126, n)
+    return _pack_64(b0, 127, n)
+
+
 def _frame(b0: int, payload: bytes) -> bytes:
     n = len(payload)
     if n < 126:
+        # Inline, not through _header: most frames are short, and a call per frame shows.
         headers = _SHORT_HEADERS.get(b0)
         if headers is not None:
             return headers[n] + payload
-        return bytes((b0, n)) + payload
-    if n < 0x10000:
-        return _pack_16(b0, 126, n) + payload
-    return _pack_64(b0, 127, n) + payload
+    return _header(b0, n) + payload
 
 
 def encode_frame(opcode: int, payload: bytes, *, fin: bool = True, rsv1: bool = False) -> bytes:
@@ -537,12 +545,7 @@ class WebSocketProtocol:
         """:meth:`encode_message` as the frame's header and its payload, for a caller that
         writes the two without joining them (a large message is then not copied once more)."""
         b0, payload = self._message_payload(data)
-        n = len(payload)
-        if n < 126:
-            return bytes((b0, n)), payload
-        if n < 0x10000:
-            return _pack_16(b0, 126, n), payload
-        return _pack_64(b0, 127, n), payload
+        return _header(b0, len(payload)), payload
 
     def _message_payload(self, data: str | bytes) -> tuple[int, bytes]:
         """The first header byte and the payload of a message frame (see encode_message)."""
