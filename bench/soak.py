@@ -6,7 +6,7 @@ has left.
 It starts ``bench/servers/soak_server.py`` (one process serving a plain and a TLS ``App``
 with the same components: chat rooms, an echo whose ``boom`` raises, a WAMP router; pinned
 to core 0 with ``taskset`` when there is one) and runs the load in this process (pinned to
-core 1) and ``--load-processes`` - 1 more (``soak_share.py``; one by default, which the kernel
+core 1) and ``--load-processes`` - 1 more (``soak_share.py``; three by default, which the kernel
 places): about ``--clients`` clients open at all times, each living a random time, then
 replaced. The mix, by share of the clients started
 (``soak_config.py``; the clients are in ``soak_load.py``, the checks in ``soak_report.py``):
@@ -85,7 +85,7 @@ from typing import Any
 import trio
 import trustme
 from soak_config import HOST, Config, KiB
-from soak_load import Load
+from soak_load import Load, freeze_heap
 from soak_report import analyse, markdown, plot
 from soak_share import others
 
@@ -238,8 +238,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--load-processes",
         type=int,
-        default=2 if (os.cpu_count() or 1) >= 2 else 1,
-        help="processes the clients are spread over (default: 2 with two cores or more)",
+        default=4 if (os.cpu_count() or 1) >= 2 else 1,
+        help="processes the clients are spread over (default: 4 with two cores or more)",
     )
     parser.add_argument("--keep-temp", action="store_true", help="keep certificates and log")
     args = parser.parse_args(argv)
@@ -273,6 +273,7 @@ def main() -> int:
         ca.cert_pem.write_to_path(str(cafile))
         load = Load(config, ports, ports["pid"], context, share=(0, config.load_processes))
         helpers = others(config, ports, cafile, temp) if config.load_processes > 1 else None
+        freeze_heap()
         result = trio.run(load.run, helpers)
         exit_code, exit_seconds = stop_server(proc, timeout=15.0)
         log = read_server_log(log_path)

@@ -3,6 +3,7 @@ sampler of the server's memory, descriptors, tasks and timers."""
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import os
@@ -89,6 +90,41 @@ class RateLimiter:
             await stop.wait()
 
 
+def freeze_heap() -> None:
+    """Called by each load process before its first client: what exists by then (modules,
+    the filler text, the settings) lives as long as the process, and out of the collector's
+    sight no full collection walks it again."""
+    gc.collect()
+    gc.freeze()
+
+
+class GcPauses:
+    """This process's garbage-collection pauses: how long the longest one since the last
+    :meth:`take` stopped everything (a full collection over 2,000 clients' objects is what
+    makes the load generator late, not its clients' work). Watches while entered."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._started = 0.0
+
+    def __enter__(self) -> GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.worst = max(self.worst, time.perf_counter() - self._started)
+
+    def take(self) -> float:
+        worst, self.worst = self.worst, 0.0
+        return worst
+
+
 class Load:
     """The clients of one load process, and (in the first, ``share=(0, n)``) the samples.
 
@@ -135,6 +171,8 @@ class Load:
         self.scrape_errors: list[str] = []
         self.stragglers: dict[str, int] = {}
         self.lag_window = 0.0  # the load generator's worst scheduling delay since the last sample
+        self.gc_pauses = GcPauses()
+        self.gc_window = 0.0  # and its longest garbage-collection pause (both of any process)
         #: The other load processes' latest statuses, by index: live, opened, cpu.
         self.remote: dict[int, dict[str, Any]] = {}
         self._kinds = [kind for kind, _ in config.mix]
@@ -504,7 +542,8 @@ class Load:
         remote = list(self.remote.values())
         sample["load_cpu"] = own_cpu() + sum(status["cpu"] for status in remote)
         sample["load_lag"] = round(self.lag_window, 4)
-        self.lag_window = 0.0
+        sample["load_gc"] = round(max(self.gc_window, self.gc_pauses.take()), 4)
+        self.lag_window = self.gc_window = 0.0
         live = Counter(self.live)
         for status in remote:
             live.update(status["live"])
@@ -641,16 +680,17 @@ class Load:
         ``leave_timeout`` passed: the rest are cancelled and listed as stragglers)."""
         config = self.config
         index, count = self.share
-        async with trio.open_nursery() as helpers:
-            helpers.start_soon(self.lag_probe)
-            helpers.start_soon(self.room_poller)
-            async with trio.open_nursery() as clients:
-                for slot in range(index, config.clients, count):
-                    clients.start_soon(self.slot, slot)
-                await trio.sleep_until(self.t0 + config.duration)
-                self.stop.set()
-                clients.start_soon(self.watchdog, clients.cancel_scope)
-            helpers.cancel_scope.cancel()
+        with self.gc_pauses:
+            async with trio.open_nursery() as helpers:
+                helpers.start_soon(self.lag_probe)
+                helpers.start_soon(self.room_poller)
+                async with trio.open_nursery() as clients:
+                    for slot in range(index, config.clients, count):
+                        clients.start_soon(self.slot, slot)
+                    await trio.sleep_until(self.t0 + config.duration)
+                    self.stop.set()
+                    clients.start_soon(self.watchdog, clients.cancel_scope)
+                helpers.cancel_scope.cancel()
 
     # -- the other load processes -----------------------------------------------------------
 
@@ -671,6 +711,7 @@ class Load:
             "opened": sum(self.opened.values()),
             "cpu": own_cpu(),
             "lag": self.lag_window,
+            "gc": self.gc_pauses.take(),
         }
         self.lag_window = 0.0
         return status
@@ -699,6 +740,7 @@ class Load:
         """Process ``index``'s latest status; its lateness counts as this process's own."""
         self.remote[index] = status
         self.lag_window = max(self.lag_window, status["lag"])
+        self.gc_window = max(self.gc_window, status["gc"])
 
     def merge_remote(self, index: int, result: dict[str, Any]) -> None:
         """Fold process ``index``'s result into this process's counts, as if its clients

@@ -95,6 +95,7 @@ def analyse(
     close_sent = final.get("close_sent", {})
 
     load_lag = max((s.get("load_lag", 0.0) for s in during), default=0.0)
+    load_gc = max((s.get("load_gc", 0.0) for s in during), default=0.0)
     before, after = result["objects"]["idle"], result["objects"]["final"]
     grown = Counter(after["by_type"])
     grown.subtract(before["by_type"])
@@ -221,6 +222,7 @@ def analyse(
         "scheduler_lag_mean_s": lag_mean,
         "scheduler_lag_worst_s": lag_worst,
         "load_lag_max_s": load_lag,
+        "load_gc_max_s": load_gc,
         "server_final": {
             key: final.get(key)
             for key in (
@@ -364,7 +366,11 @@ def markdown(config: Config, summary: dict[str, Any]) -> str:
             )
         )
     rows.append(
-        ("load generator: worst scheduling delay", f"{summary['load_lag_max_s'] * 1e3:.0f} ms")
+        (
+            "load generator: worst scheduling delay / longest gc pause",
+            f"{summary['load_lag_max_s'] * 1e3:.0f} ms / "
+            f"{summary.get('load_gc_max_s', 0.0) * 1e3:.0f} ms",
+        )
     )
     exit_ = summary["server_exit"]
     rows.append(("server on SIGTERM", f"exit {exit_['code']} in {exit_['seconds']:.1f} s"))

@@ -6,6 +6,7 @@ that its checks can fail, without a server."""
 
 from __future__ import annotations
 
+import gc
 import ssl
 import sys
 from dataclasses import asdict
@@ -21,6 +22,7 @@ sys.path.insert(0, str(BENCH))
 import json  # noqa: E402
 
 import soak  # noqa: E402
+import soak_load  # noqa: E402
 from soak_config import Config  # noqa: E402
 from soak_load import Load  # noqa: E402
 from soak_report import analyse, fit, markdown  # noqa: E402
@@ -244,3 +246,12 @@ def test_the_config_survives_its_trip_to_another_process() -> None:
     config, _ = make_load()
     config.load_processes = 2
     assert Config.from_json(json.loads(json.dumps(asdict(config)))) == config
+
+
+def test_gc_pauses_reports_the_longest_collection_once() -> None:
+    with soak_load.GcPauses() as pauses:
+        gc.collect()
+        assert pauses.take() > 0.0
+        assert pauses.take() == 0.0
+    gc.collect()
+    assert pauses.take() == 0.0  # no longer watching
