@@ -65,6 +65,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import random
@@ -211,6 +212,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--check", action="store_true", help="exit 1 if a check fails")
     parser.add_argument("--json", type=Path, help="write samples and summary here")
     parser.add_argument("--plot", type=Path, help="write a PNG here (needs matplotlib)")
+    parser.add_argument(
+        "--replot", type=Path, help="no load: draw --plot from a run's --json document"
+    )
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--room-size", type=int, default=10, help="clients per chat room")
     parser.add_argument("--topic-size", type=int, default=20, help="subscribers per topic")
@@ -250,6 +254,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        # Said now, not after an hour of load.
+        raise SystemExit("--plot needs matplotlib (pip install matplotlib)")
+    if args.replot:
+        if not args.plot:
+            raise SystemExit("--replot needs --plot PNG")
+        document = json.loads(args.replot.read_text())
+        plot(
+            Config.from_json(document["config"]),
+            document["samples"],
+            document["summary"],
+            args.plot,
+        )
+        return 0
     config = Config.from_args(args)
     raise_fd_limit()
 
@@ -288,7 +306,7 @@ def main() -> int:
         for line in log["unexpected"][:10]:
             print(f"     server log: {line}", file=sys.stderr)
         if args.plot:
-            plot(config, load, summary, args.plot)
+            plot(config, load.samples, summary, args.plot)
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             document = {

@@ -712,6 +712,7 @@ class Load:
             "cpu": own_cpu(),
             "lag": self.lag_window,
             "gc": self.gc_pauses.take(),
+            "unexpected_count": self.unexpected_count,
         }
         self.lag_window = 0.0
         return status
@@ -729,7 +730,6 @@ class Load:
             "opened_after_warmup": self.opened_after_warmup,
             "outcomes": [[kind, outcome, n] for (kind, outcome), n in self.outcomes.items()],
             "unexpected": self.unexpected,
-            "unexpected_count": self.unexpected_count,
             "counts": dict(self.counts),
             "malformed": dict(self.malformed),
             "stragglers": self.stragglers,
@@ -759,8 +759,8 @@ class Load:
         for where, n in result["stragglers"].items():
             self.stragglers[f"load process {index}: {where}"] = n
         self.scrape_errors.extend(result["scrape_errors"])
-        # Its clients are counted in self.opened from now on, not in its status.
-        self.remote[index] = {**result, "live": {}, "opened": 0}
+        # Its clients and their endings are counted here from now on, not in its status.
+        self.remote[index] = {**result, "live": {}, "opened": 0, "unexpected_count": 0}
 
     def is_idle(self, sample: dict[str, Any], idle: dict[str, Any]) -> bool:
         config = self.config
@@ -782,6 +782,11 @@ class Load:
             self.stragglers = dict(where)
             scope.cancel()
 
+    def unexpected_so_far(self) -> int:
+        """Unexpected endings in every load process (a finished one's are folded in)."""
+        remote = sum(status.get("unexpected_count", 0) for status in self.remote.values())
+        return self.unexpected_count + remote
+
     async def progress(self, done: trio.Event) -> None:
         every = 10.0 if self.config.minutes <= 5 else 60.0
         while not done.is_set():
@@ -795,7 +800,7 @@ class Load:
                 f"  {s['t']:6.0f} s  clients {s['clients']:5d}  ws {s['ws_plain']}+"
                 f"{s['ws_tls']}  RSS {s['rss'] / MiB:6.1f} MiB  fds {s['fds']:5d}  "
                 f"tasks {s['tasks']:5d}  timers {s['timers']:5d}  opened {s['opened']:6d}  "
-                f"unexpected {self.unexpected_count}",
+                f"unexpected {self.unexpected_so_far()}",
                 file=sys.stderr,
                 flush=True,
             )

@@ -4,7 +4,6 @@ the plot."""
 from __future__ import annotations
 
 import math
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -381,18 +380,19 @@ def markdown(config: Config, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plot(config: Config, load: Load, summary: dict[str, Any], path: Path) -> bool:
-    try:
-        import matplotlib
+def plot(
+    config: Config, all_samples: list[dict[str, Any]], summary: dict[str, Any], path: Path
+) -> None:
+    """Draw the run's samples (``Load.samples``, or a ``--json`` document's) to a PNG.
+    Needs matplotlib: ImportError without it (``soak.py`` checks before it starts)."""
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("plot skipped: matplotlib is not installed (pip install matplotlib)", file=sys.stderr)
-        return False
-    samples = [s for s in load.samples if "error" not in s and s["phase"] != "idle"]
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    samples = [s for s in all_samples if "error" not in s and s["phase"] != "idle"]
     idle = next(
-        (s for s in reversed(load.samples) if s["phase"] == "idle" and "error" not in s), None
+        (s for s in reversed(all_samples) if s["phase"] == "idle" and "error" not in s), None
     )
     xs = [s["t"] / 60 for s in samples]
     panels = (
@@ -437,4 +437,3 @@ def plot(config: Config, load: Load, summary: dict[str, Any], path: Path) -> boo
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return True

@@ -66,11 +66,15 @@ class Scenario:
     wsload: tuple[str, ...]
     counts: str  # what the figure counts
     megabytes: bool = False  # report MB of payload instead of messages
+    latency: bool = False  # also report the generator's round-trip latency (p50, p99)
 
 
 SCENARIOS = {
     "echo 64x1": Scenario(
-        "echo", ("--mode", "echo", "--conns", "64", "--depth", "1", "--size", "32"), "round trips"
+        "echo",
+        ("--mode", "echo", "--conns", "64", "--depth", "1", "--size", "32"),
+        "round trips",
+        latency=True,
     ),
     "echo 16x100": Scenario(
         "echo", ("--mode", "echo", "--conns", "16", "--depth", "100", "--size", "32"), "messages"
@@ -104,7 +108,14 @@ def available(server: Server) -> bool:
     return subprocess.run(probe, env=env_path, capture_output=True).returncode == 0
 
 
-def measure(name: str, scenario: Scenario, duration: float) -> float:
+@dataclass(frozen=True)
+class Figure:
+    per_cpu_second: float
+    p50_ms: float  # the generator's latency, from queueing a message to reading its echo
+    p99_ms: float
+
+
+def measure(name: str, scenario: Scenario, duration: float) -> Figure:
     server = SERVERS[name]
     port = free_port()
     command = [*server.command(), "--port", str(port), "--scenario", scenario.server_mode]
@@ -112,9 +123,8 @@ def measure(name: str, scenario: Scenario, duration: float) -> float:
     if scenario.server_mode == "broadcast":
         timing += ["--conc", "100"]
     result, used = load_pinned_server(command, port, [*scenario.wsload, *timing], server.env)
-    if scenario.megabytes:
-        return float(result["msgs"]) * 1048576 / 1e6 / used
-    return float(result["msgs"]) / used
+    amount = float(result["msgs"]) * (1048576 / 1e6 if scenario.megabytes else 1.0)
+    return Figure(amount / used, float(result["p50_us"]) / 1e3, float(result["p99_us"]) / 1e3)
 
 
 def main() -> None:
@@ -138,6 +148,9 @@ def main() -> None:
             print(f"{name}: {SERVERS[name].needs} is not installed; left out", file=sys.stderr)
     scenarios = args.scenarios.split(",")
     figures: dict[str, dict[str, list[float]]] = {s: {n: [] for n in servers} for s in scenarios}
+    latencies: dict[str, dict[str, list[tuple[float, float]]]] = {
+        s: {n: [] for n in servers} for s in scenarios if SCENARIOS[s].latency
+    }
     for round_number in range(1, args.rounds + 1):
         for scenario in scenarios:
             # Alternate the order, so that no server always runs on a warmer machine.
@@ -146,11 +159,16 @@ def main() -> None:
                 if SERVERS[name].echo_only and SCENARIOS[scenario].server_mode != "echo":
                     continue
                 figure = measure(name, SCENARIOS[scenario], args.duration)
-                figures[scenario][name].append(figure)
-                print(f"round {round_number} {scenario} {name}: {figure:,.1f} per CPU s")
+                figures[scenario][name].append(figure.per_cpu_second)
+                if scenario in latencies:
+                    latencies[scenario][name].append((figure.p50_ms, figure.p99_ms))
+                print(
+                    f"round {round_number} {scenario} {name}: {figure.per_cpu_second:,.1f} per "
+                    f"CPU s (latency p50 {figure.p50_ms:.2f} ms, p99 {figure.p99_ms:.2f} ms)"
+                )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(figures, indent=1))
+        args.json.write_text(json.dumps({"figures": figures, "latencies": latencies}, indent=1))
     others = [n for n in servers if n != "ratchetpy"]
     print()
     print(
@@ -168,6 +186,17 @@ def main() -> None:
         mine = medians.get("ratchetpy")
         cells += [f"{mine / medians[n]:.2f}x" if mine and n in medians else "-" for n in others]
         print(f"| {scenario} ({SCENARIOS[scenario].counts}) | " + " | ".join(cells) + " |")
+    for scenario, runs in latencies.items():
+        # The generator keeps every connection busy, so this is latency at full load: queueing
+        # in the server, not an idle round trip.
+        print()
+        print(f"| {scenario}: latency, ms (median of the rounds) | p50 | p99 |")
+        print("|---|---:|---:|")
+        for name in servers:
+            if runs[name]:
+                p50 = statistics.median(p for p, _ in runs[name])
+                p99 = statistics.median(p for _, p in runs[name])
+                print(f"| {name} | {p50:.2f} | {p99:.2f} |")
 
 
 if __name__ == "__main__":

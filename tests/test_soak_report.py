@@ -212,7 +212,10 @@ async def test_a_wrong_ending_in_another_load_process_fails_the_run() -> None:
     other.finish("chat-tls", True, "sent 1000 (OK); no close frame received", "room 1 (busy)")
     other.stragglers = {"wamp subscribing": 1}
     # What the first process gets is the result as JSON, over a pipe.
+    load.note_remote(1, json.loads(json.dumps(other.status())))
+    assert load.unexpected_so_far() == 1  # in the progress lines while the load runs
     load.merge_remote(1, json.loads(json.dumps(other.share_result())))
+    assert load.unexpected_so_far() == 1  # folded in, not counted twice
     assert load.opened["chat-tls"] == 3
     assert load.outcomes[("chat-tls", "1000")] == 1
     summary = run(load, config)
