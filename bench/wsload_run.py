@@ -160,11 +160,13 @@ def main() -> None:
                     continue
                 figure = measure(name, SCENARIOS[scenario], args.duration)
                 figures[scenario][name].append(figure.per_cpu_second)
+                latency = ""
                 if scenario in latencies:
                     latencies[scenario][name].append((figure.p50_ms, figure.p99_ms))
+                    latency = f" (latency p50 {figure.p50_ms:.2f} ms, p99 {figure.p99_ms:.2f} ms)"
                 print(
                     f"round {round_number} {scenario} {name}: {figure.per_cpu_second:,.1f} per "
-                    f"CPU s (latency p50 {figure.p50_ms:.2f} ms, p99 {figure.p99_ms:.2f} ms)"
+                    f"CPU s{latency}"
                 )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
