@@ -11,7 +11,8 @@ core. With the load in four processes each holds a quarter of the clients, and t
 places them.
 
 The protocol, on this process's stdout, one JSON object a line: ``{"status": {...}}`` every
-second (clients live, opened, CPU time, worst scheduling delay since the last one), then
+second (clients live, opened, CPU time, unexpected endings so far, and the worst scheduling
+delay and longest garbage-collection pause since the last one), then
 ``{"result": {...}}`` once its clients have left (:meth:`soak_load.Load.share_result`). A
 process that exits otherwise, or without a result, fails the soak (``RuntimeError``): its
 clients' endings would be unknown.
